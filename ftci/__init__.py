@@ -1,0 +1,5 @@
+"""ftci: fine-tuning as disciplined as shipping software."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ftci.cli import main
+
+main()

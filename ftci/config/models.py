@@ -1,0 +1,362 @@
+"""The ftci.yaml model: pydantic v2, `extra="forbid"` at every level, best-practice defaults.
+
+Key names that outside tools rely on (keep them): base_model, task.type, task.labels,
+data.sources, train.method, train.epochs, train.learning_rate, train.lora.r, train.max_seq_len,
+eval.suites, eval.baseline, eval.gates.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ftci.models.catalog import STARTER_PREFIX, STARTERS
+
+TaskType = Literal["classification", "extraction", "formatting", "style", "chat"]
+Severity = Literal["error", "warn", "off"]
+RecordFormat = Literal[
+    "auto", "messages", "prompt_completion", "alpaca", "sharegpt", "text_label", "text_target"
+]
+# The data-check rules (one name each); severities are configured under data.checks.rules.
+RuleName = Literal[
+    "parse",
+    "volume",
+    "exact_duplicates",
+    "near_duplicates",
+    "conflicts",
+    "leakage",
+    "label_health",
+    "length",
+    "pii",
+    "chat_template",
+    "review_coverage",
+    "semantic_duplicates",
+]
+RULE_NAMES: tuple[str, ...] = get_args(RuleName)
+# Metrics a declarative gate may name (eval.gates[].metric).
+KNOWN_METRICS = (
+    "accuracy",
+    "macro_f1",
+    "micro_f1",
+    "exact_match",
+    "json_valid",
+    "json_schema_valid",
+    "field_precision",
+    "field_recall",
+    "field_f1",
+    "regex_match",
+    "length_ok",
+    "banned_phrases",
+    "rouge_l",
+    "chrf",
+    "kl_divergence",
+    "loglik_drift",
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ProjectConfig(Section):
+    name: str = Field(description="Short project name; used in run keys, tags and reports.")
+    description: str = Field("", description="One line on what the model is for.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "use letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+
+class TaskConfig(Section):
+    type: TaskType = Field(description="What the model must do; picks default checks and gates.")
+    labels: list[str] = Field(
+        default_factory=list, description="Classification: every allowed label, in order."
+    )
+    system_prompt: str | None = Field(None, description="System message used in train and serve.")
+    output_schema: str | None = Field(
+        None, description="Extraction/formatting: path to a JSON Schema the output must satisfy."
+    )
+    output_pattern: str | None = Field(
+        None, description="Formatting: a regular expression the whole output must match."
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, labels: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for label in labels:
+            if not label.strip():
+                raise ValueError("labels must be non-empty strings")
+            if label in seen:
+                raise ValueError(f"label {label!r} is listed twice")
+            seen.add(label)
+        return labels
+
+    @field_validator("output_pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _labels_for_classification(self) -> TaskConfig:
+        if self.type == "classification" and len(self.labels) < 2:
+            raise ValueError(
+                "a classification task needs task.labels with at least two labels "
+                "(list every class the model may answer)"
+            )
+        return self
+
+
+CANONICAL_FIELDS = ("id", "messages", "prompt", "completion", "instruction", "input", "output",
+                    "conversations", "text", "label", "target", "meta")
+
+
+class DataSource(Section):
+    path: str = Field(description="File, directory (every .jsonl/.csv/.parquet below) or glob.")
+    format: RecordFormat = Field("auto", description="Record format; auto-detected per file.")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical field -> your column, e.g. {label: category}.",
+    )
+    split: Literal["auto", "train", "val", "test"] = Field(
+        "auto", description="auto: ftci assigns splits by hash; or pin every record here to one."
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _canonical_names(cls, fields: dict[str, str]) -> dict[str, str]:
+        for name in fields:
+            if name not in CANONICAL_FIELDS:
+                from ftci.config.suggest import closest
+
+                guess = closest(name, CANONICAL_FIELDS)
+                tip = f"did you mean `{guess}`?" if guess else "one of " + ", ".join(
+                    CANONICAL_FIELDS)
+                raise ValueError(f"{name!r} is not a record field; {tip}")
+        return fields
+
+
+class SplitConfig(Section):
+    train: float = Field(0.8, ge=0, le=1)
+    val: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+    stratify: bool = Field(True, description="Keep label proportions per split (classification).")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must add up to 1.0, got {total:g}")
+        return self
+
+
+class ChecksConfig(Section):
+    min_examples: int = Field(1000, ge=0, description="Fewer records is an error.")
+    recommended_examples: int = Field(5000, ge=0, description="Fewer records is a warning.")
+    min_per_class: int = Field(20, ge=0, description="Classification: fewer per label is an error.")
+    max_imbalance_ratio: float = Field(10.0, ge=1, description="Largest / smallest class count.")
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard.")
+    shingle: Literal["word", "char"] = "word"
+    review_marker: str = Field("meta.reviewed_by", description="Field that marks human review.")
+    min_review_share: float = Field(0.0, ge=0, le=1, description="Warn under this reviewed share.")
+    rules: dict[RuleName, Severity] = Field(
+        default_factory=dict, description="Per-rule severity overrides: error, warn or off."
+    )
+
+    @model_validator(mode="after")
+    def _recommended_above_minimum(self) -> ChecksConfig:
+        if self.recommended_examples < self.min_examples:
+            raise ValueError("recommended_examples must be at least min_examples")
+        return self
+
+
+class DataConfig(Section):
+    sources: list[DataSource] = Field(
+        default_factory=lambda: [DataSource(path="data/")],
+        description="Where the examples are; a plain string is a path with format auto.",
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _strings_are_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"path": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _at_least_one(cls, sources: list[DataSource]) -> list[DataSource]:
+        if not sources:
+            raise ValueError("list at least one data source (a file, directory or glob)")
+        return sources
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear", description="'all-linear' or explicit module names."
+    )
+
+
+class QuantizationConfig(Section):
+    bits: Literal[4, 8] = 4
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU."
+    )
+
+
+class TrainConfig(Section):
+    method: Literal["qlora", "lora", "full"] = "qlora"
+    epochs: int = Field(2, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
+    max_seq_len: int = Field(1024, ge=16)
+    packing: bool = False
+    seed: int = 42
+    micro_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    gradient_checkpointing: bool = True
+    eval_every_steps: int | None = Field(None, ge=1, description="Also validate every N steps.")
+    early_stopping_patience: int | None = Field(2, ge=1)
+    checkpoint_every_steps: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    deterministic: bool = False
+    report_to: list[Literal["tensorboard"]] = Field(default_factory=list)
+    chat_template: str | None = Field(None, description="Path to a Jinja chat template file.")
+
+
+class GateConfig(Section):
+    metric: str = Field(description="Metric name, e.g. accuracy, macro_f1, field_f1.")
+    name: str | None = None
+    split: Literal["test", "val"] = "test"
+    min: float | None = None
+    max: float | None = None
+    not_worse_than: Literal["baseline"] | None = None
+    better_than: Literal["baseline"] | None = None
+    margin: float = Field(0.0, ge=0)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in KNOWN_METRICS:
+            from ftci.config.suggest import closest
+
+            guess = closest(metric, KNOWN_METRICS)
+            tip = f"did you mean `{guess}`?" if guess else "known: " + ", ".join(KNOWN_METRICS)
+            raise ValueError(f"unknown metric {metric!r}; {tip}")
+        return metric
+
+    @model_validator(mode="after")
+    def _has_criterion(self) -> GateConfig:
+        if (self.min, self.max, self.not_worse_than, self.better_than) == (None,) * 4:
+            raise ValueError("a gate needs at least one of min, max, not_worse_than, better_than")
+        return self
+
+
+class EvalConfig(Section):
+    suites: list[str] = Field(
+        default_factory=lambda: ["eval_suites/"], description="pytest files or directories."
+    )
+    baseline: str = Field("base", description="base, production, or a model path/URL.")
+    gates: list[GateConfig] = Field(default_factory=list)
+
+
+class ReleaseConfig(Section):
+    registry: Literal["local", "hf"] = "local"
+    repo: str | None = Field(None, description="Hub repo id (registry: hf).")
+    merge_adapter: bool = True
+    quantization: Literal["none", "gguf-q8_0", "gguf-q4_k_m"] = "none"
+
+    @model_validator(mode="after")
+    def _hub_needs_repo(self) -> ReleaseConfig:
+        if self.registry == "hf" and not self.repo:
+            raise ValueError("registry: hf needs release.repo (the Hub repo id)")
+        return self
+
+
+class DeployConfig(Section):
+    target: Literal["vllm", "tgi"] | None = Field(None, description="Serving engine.")
+    launcher: Literal["process", "docker", "kubernetes", "hf-endpoint"] = "process"
+    endpoint: str | None = Field(None, description="Base URL of the live endpoint.")
+    health_timeout_s: int = Field(300, ge=1)
+    smoke_eval: bool = True
+
+
+class RegressionConfig(Section):
+    schedule: str = Field("0 6 * * 1", description="Cron (5 fields) for the scheduled check.")
+    tolerance: float = Field(0.02, ge=0, le=1, description="Largest allowed drop per metric.")
+    metrics: list[str] = Field(default_factory=list, description="Empty: the gates' metrics.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _five_field_cron(cls, schedule: str) -> str:
+        if len(schedule.split()) != 5:
+            raise ValueError("a cron schedule has five fields, e.g. '0 6 * * 1' (Mondays 06:00)")
+        return schedule
+
+
+class FtciConfig(Section):
+    """The whole ftci.yaml."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_default=True,
+        title="ftci.yaml",
+    )
+
+    project: ProjectConfig
+    task: TaskConfig
+    base_model: str = Field(
+        description=(
+            "starter:smollm2-135m-instruct, a local path, or a Hub id pinned by revision "
+            "(org/name@revision)."
+        )
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    regression: RegressionConfig = Field(default_factory=RegressionConfig)
+
+    @field_validator("base_model")
+    @classmethod
+    def _known_starter(cls, base_model: str) -> str:
+        if not base_model.strip():
+            raise ValueError("base_model is empty")
+        if base_model.startswith(STARTER_PREFIX):
+            name = base_model[len(STARTER_PREFIX) :]
+            if name not in STARTERS:
+                from ftci.config.suggest import closest
+
+                guess = closest(name, tuple(STARTERS))
+                tip = (f"did you mean `{STARTER_PREFIX}{guess}`?" if guess
+                       else "known: " + ", ".join(STARTER_PREFIX + known for known in STARTERS))
+                raise ValueError(f"unknown starter model {name!r}; {tip}")
+        return base_model
