@@ -1,0 +1,34 @@
+"""The `ftci` command. Subcommand modules stay light: heavy libraries load inside commands."""
+
+from __future__ import annotations
+
+import click
+
+from ftci import __version__
+from ftci.cli.base import FtciGroup
+from ftci.cli.config import config_group
+from ftci.cli.init import init_command
+from ftci.cli.models import models_group
+
+EPILOG = (
+    "Exit codes: 0 ok, 1 a quality gate failed, 2 bad input, 3 infrastructure or internal "
+    "error, 130 interrupted. Set FTCI_DEBUG=1 for tracebacks."
+)
+
+
+@click.group(cls=FtciGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="ftci",
+                      message="%(prog)s %(version)s")
+@click.option("--json", "json_output", is_flag=True,
+              help="Machine-readable JSON on stdout instead of human output.")
+@click.pass_context
+def main(ctx: click.Context, json_output: bool) -> None:
+    """Fine-tuning as disciplined as shipping software: data gates, QLoRA training, eval gates,
+    release and deploy, in CI."""
+    ctx.ensure_object(dict)
+    ctx.obj["json"] = json_output
+
+
+main.add_command(config_group)
+main.add_command(init_command)
+main.add_command(models_group)
