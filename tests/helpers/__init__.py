@@ -1,0 +1,1 @@
+"""Builders shared by test directories (tiny real models, data files)."""
