@@ -1,0 +1,50 @@
+# The two commands: `make demo` and `make test` (see README.md). Everything else is a helper.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FTCI := $(VENV)/bin/ftci
+STAMP := $(VENV)/.ftci-installed
+# Machines without CUDA take the CPU build of torch first: a plain `torch` pulls GBs of CUDA.
+# Elsewhere, point this at your index, e.g. TORCH_PIP_ARGS="--index-url <your CPU wheel index>".
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+STARTER ?= smollm2-135m-instruct
+DEMO_DIR ?= build/demo
+
+.PHONY: demo test venv starter lint clean
+
+## demo: set up, pull the starter model, run the main job on the embedded default
+demo: starter
+	@echo "==> ftci init $(DEMO_DIR) (a classification fine-tune repository)"
+	$(FTCI) init $(DEMO_DIR) --task classification --force
+	@echo "==> ftci config validate (strict: lint warnings fail too)"
+	$(FTCI) config validate --strict $(DEMO_DIR)/ftci.yaml
+	@echo "==> starter models on this machine"
+	$(FTCI) models list
+	@echo "demo done: $(DEMO_DIR) is a valid ftci repository; put data in $(DEMO_DIR)/data/"
+
+## test: create/update .venv, pull the starter model, run the whole test suite
+test: starter
+	$(VENV)/bin/pytest
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "==> no CUDA: installing $(TORCH_SPEC) first"; \
+		$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,eval]"
+	@touch $(STAMP)
+
+starter: venv
+	$(FTCI) models pull $(STARTER)
+
+lint: venv
+	$(VENV)/bin/ruff check ftci tests benchmarks
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build .pytest_cache
