@@ -153,7 +153,9 @@ class SplitConfig(Section):
     train: float = Field(0.8, ge=0, le=1)
     val: float = Field(0.1, ge=0, le=1)
     test: float = Field(0.1, ge=0, le=1)
-    stratify: bool = Field(True, description="Keep label proportions per split (classification).")
+    stratify: bool = Field(
+        True, description="Report label proportions per split (hash splits keep them on average)."
+    )
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitConfig:
