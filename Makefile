@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml Makefile
 		echo "==> no CUDA: installing $(TORCH_SPEC) first"; \
 		$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
 	fi
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,eval]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,eval,semantic]"
 	@touch $(STAMP)
 
 starter: venv
