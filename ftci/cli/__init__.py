@@ -7,6 +7,7 @@ import click
 from ftci import __version__
 from ftci.cli.base import FtciGroup
 from ftci.cli.config import config_group
+from ftci.cli.data import data_group
 from ftci.cli.init import init_command
 from ftci.cli.models import models_group
 
@@ -30,5 +31,6 @@ def main(ctx: click.Context, json_output: bool) -> None:
 
 
 main.add_command(config_group)
+main.add_command(data_group)
 main.add_command(init_command)
 main.add_command(models_group)

@@ -1,0 +1,177 @@
+"""`ftci data check | split | diff | stats | convert`: the data quality gate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ftci.cli.base import config_options, emit_json, wants_json
+
+config_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    help="ftci.yaml or its directory (default: ./ftci.yaml).")
+
+
+@click.group("data")
+def data_group() -> None:
+    """Check, split, diff and describe the training data."""
+
+
+@data_group.command("check")
+@config_option
+@config_options
+@click.option("--markdown", "markdown_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the report as Markdown (e.g. $GITHUB_STEP_SUMMARY); '-' prints it.")
+@click.option("--no-tokenizer", is_flag=True,
+              help="Do not load the base tokenizer (estimate lengths, skip the template rule).")
+@click.pass_context
+def check_command(ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...],
+                  markdown_out: Path | None, no_tokenizer: bool) -> None:
+    """Run every data rule; exit 1 when a rule fails, 2 when records cannot be read."""
+    from ftci.config import load_config
+    from ftci.data.check import run_checks
+    from ftci.data.render import render_annotations, render_markdown, render_text
+
+    loaded = load_config(config_path, overrides, lint=False)
+    report = run_checks(loaded.config, loaded.root, use_tokenizer=not no_tokenizer)
+    if wants_json(ctx):
+        emit_json(report.to_dict())
+    elif markdown_out is not None and str(markdown_out) == "-":
+        click.echo(render_markdown(report), nl=False)
+    else:
+        click.echo(render_text(report), nl=False)
+    if markdown_out is not None and str(markdown_out) != "-":
+        with open(markdown_out, "a", encoding="utf-8") as handle:  # step summaries append
+            handle.write(render_markdown(report))
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in render_annotations(report):
+            click.echo(line)
+    ctx.exit(report.exit_code)
+
+
+@data_group.command("split")
+@config_option
+@config_options
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write the splits (default: .ftci/splits beside ftci.yaml).")
+@click.pass_context
+def split_command(ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...],
+                  out_dir: Path | None) -> None:
+    """Write append-stable train/val/test splits and their manifest."""
+    from ftci.config import load_config
+    from ftci.data.loaders import load_sources
+    from ftci.data.minhash import near_duplicate_clusters
+    from ftci.data.split import assign_splits, write_splits
+    from ftci.errors import DataError
+
+    loaded = load_config(config_path, overrides, lint=False)
+    config = loaded.config
+    result = load_sources(config.data, loaded.root)
+    if result.unreadable:
+        first = result.problems[0]
+        raise DataError(f"{len(result.problems)} record(s) could not be read, first: "
+                        f"{first.message}", path=str(first.file), line=first.line,
+                        hint="run `ftci data check` for the full list")
+    checks = config.data.checks
+    clusters = near_duplicate_clusters([r.input_text() for r in result.records],
+                                       checks.near_duplicate_threshold, checks.shingle)
+    assignment = assign_splits(result.records, config.data.split, clusters)
+    target = out_dir or loaded.root / ".ftci" / "splits"
+    manifest = write_splits(result.records, assignment, target, config.data.split)
+    summary = manifest.to_dict() if hasattr(manifest, "to_dict") else dict(manifest.__dict__)
+    if wants_json(ctx):
+        emit_json({"ok": True, "out": str(target), **summary})
+        return
+    counts = summary.get("counts", {})
+    click.echo(f"wrote {target}: " + ", ".join(f"{split} {counts.get(split, 0):,}"
+                                               for split in ("train", "val", "test")))
+
+
+@data_group.command("diff")
+@click.argument("base")
+@click.argument("head", default="HEAD")
+@config_option
+@config_options
+@click.option("--markdown", "markdown_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the diff as Markdown to this file; '-' prints Markdown.")
+@click.pass_context
+def diff_command(ctx: click.Context, base: str, head: str, config_path: Path | None,
+                 overrides: tuple[str, ...], markdown_out: Path | None) -> None:
+    """What changed between BASE and HEAD (git revisions or paths): records, labels, findings."""
+    from ftci.config.loader import resolve_config_path
+    from ftci.data.diff import diff_data, render_diff_markdown
+
+    diff = diff_data(base, head, resolve_config_path(config_path), overrides)
+    markdown = render_diff_markdown(diff)
+    if wants_json(ctx):
+        emit_json(diff.to_dict())
+    else:
+        click.echo(markdown, nl=False)
+    if markdown_out is not None and str(markdown_out) != "-":
+        with open(markdown_out, "a", encoding="utf-8") as handle:
+            handle.write(markdown)
+
+
+@data_group.command("stats")
+@config_option
+@config_options
+@click.pass_context
+def stats_command(ctx: click.Context, config_path: Path | None,
+                  overrides: tuple[str, ...]) -> None:
+    """Counts per file, label distribution, lengths and split sizes."""
+    from ftci.config import load_config
+    from ftci.data.stats import compute_stats
+
+    loaded = load_config(config_path, overrides, lint=False)
+    stats = compute_stats(loaded.config, loaded.root)
+    if wants_json(ctx):
+        emit_json(stats.to_dict())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"{stats.records:,} records; splits " + ", ".join(
+        f"{k} {v:,}" for k, v in stats.splits.items()) + (
+        f"; {stats.problems} unreadable (see `ftci data check`)" if stats.problems else ""))
+    files = Table("file", "records")
+    for name, count in stats.files.items():
+        files.add_row(name, f"{count:,}")
+    console.print(files)
+    lengths = Table("words", "mean", "p50", "p95", "max")
+    for name, row in (("input", stats.input_words), ("output", stats.output_words)):
+        lengths.add_row(name, *(f"{row[k]:g}" for k in ("mean", "p50", "p95", "max")))
+    console.print(lengths)
+    if stats.labels:
+        labels = Table("label", "records", title=f"{len(stats.labels)} labels")
+        for label, count in stats.labels.items():
+            labels.add_row(label, f"{count:,}")
+        console.print(labels)
+
+
+@data_group.command("convert")
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@config_option
+@config_options
+@click.pass_context
+def convert_command(ctx: click.Context, out: Path, config_path: Path | None,
+                    overrides: tuple[str, ...]) -> None:
+    """Write every readable record as canonical JSONL (messages, id, label, target, meta)."""
+    from ftci.config import load_config
+    from ftci.data.convert import convert_records
+    from ftci.data.loaders import load_sources
+
+    loaded = load_config(config_path, overrides, lint=False)
+    result = load_sources(loaded.config.data, loaded.root)
+    written = convert_records(result.records, out)
+    if wants_json(ctx):
+        emit_json({"ok": not result.unreadable, "out": str(out), "records": written,
+                   "unreadable": len(result.problems)})
+    else:
+        click.echo(f"wrote {written:,} canonical records to {out}")
+        if result.problems:
+            click.echo(f"skipped {len(result.problems)} unreadable record(s); "
+                       "`ftci data check` lists them", err=True)
+    ctx.exit(2 if result.unreadable else 0)

@@ -1,0 +1,1 @@
+"""Training data: loading into canonical records, quality checks, append-stable splits, diffs."""

@@ -1,0 +1,54 @@
+"""`ftci data stats`: what the data is, without judging it (counts, labels, lengths, splits)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftci.data.diff import _lengths
+
+if TYPE_CHECKING:
+    from ftci.config.models import FtciConfig
+
+
+@dataclass
+class DataStats:
+    records: int
+    files: dict[str, int]
+    labels: dict[str, int]
+    splits: dict[str, int]
+    input_words: dict[str, float]
+    output_words: dict[str, float]
+    problems: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def compute_stats(config: FtciConfig, root: Path) -> DataStats:
+    from ftci.data.findings import split_of
+    from ftci.data.loaders import load_sources
+    from ftci.data.minhash import near_duplicate_clusters
+    from ftci.data.records import SPLITS, Record
+    from ftci.data.split import assign_splits
+
+    loaded = load_sources(config.data, root)
+    records = loaded.records
+    checks = config.data.checks
+    clusters = near_duplicate_clusters([r.input_text() for r in records],
+                                       checks.near_duplicate_threshold, checks.shingle)
+    splits = assign_splits(records, config.data.split, clusters)
+    split_counts = Counter(split_of(r, splits) for r in records)
+    outputs = [Record(messages=[{"role": "user", "content": r.output_text()}], id=r.id)
+               for r in records]
+    return DataStats(
+        records=len(records),
+        files={str(path): count for path, count in loaded.counts_by_file.items()},
+        labels=dict(Counter(r.label for r in records if r.label is not None).most_common()),
+        splits={split: split_counts.get(split, 0) for split in SPLITS},
+        input_words=_lengths(records),
+        output_words=_lengths(outputs),
+        problems=len(loaded.problems),
+    )

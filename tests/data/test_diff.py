@@ -1,0 +1,83 @@
+"""`ftci data diff` between two revisions of a real git repository in a temp dir."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from ftci.cli import main
+from tests.data.corpus import clean_records, write_jsonl, write_repo
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_diff_between_revisions_reports_exactly_the_changes(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    rows = clean_records(60)
+    config = write_repo(repo / "project", rows)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base")
+    base = git(repo, "rev-parse", "HEAD")
+
+    changed = [dict(row) for row in rows]
+    removed = changed.pop(7)                                   # one removal
+    changed[0]["label"] = "access" if changed[0]["label"] != "access" else "card"  # modified
+    added = [{"text": "how do i order a new metal card for my partner", "label": "card"},
+             {"text": "why was a foreign exchange fee added to my bill", "label": "billing"}]
+    write_jsonl(repo / "project" / "data" / "train.jsonl", changed + added)
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "head")
+
+    result = CliRunner().invoke(main, ["--json", "data", "diff", base, "HEAD", "-c",
+                                       str(config)])
+    assert result.exit_code == 0, result.output
+    diff = json.loads(result.output)
+    assert diff["counts"] == {"added": 2, "removed": 1, "modified": 1, "unchanged": 58}
+    assert {row["input"] for row in diff["added"]} == {row["text"] for row in added}
+    assert diff["removed"][0]["input"] == removed["text"]
+    assert diff["modified"][0]["before"]["output"] == rows[0]["label"]
+    assert diff["modified"][0]["after"]["output"] == changed[0]["label"]
+    expected_labels = {}
+    for label in {rows[0]["label"], changed[0]["label"], removed["label"], "card", "billing"}:
+        before = sum(r["label"] == label for r in rows)
+        after = sum(r["label"] == label for r in changed + added)
+        if before != after:
+            expected_labels[label] = after - before
+    assert {k: v["delta"] for k, v in diff["labels"].items()} == expected_labels
+    # the working tree was not touched
+    assert git(repo, "status", "--porcelain") == ""
+
+    markdown = CliRunner().invoke(main, ["data", "diff", base, "HEAD", "-c", str(config)])
+    assert markdown.exit_code == 0
+    assert "+2 added · −1 removed · ~1 modified" in markdown.output
+    assert "<details><summary>example rows</summary>" in markdown.output
+
+
+def test_diff_reports_findings_introduced_and_fixed(tmp_path: Path) -> None:
+    rows = clean_records(60)
+    base_dir, head_dir = tmp_path / "base", tmp_path / "head"
+    write_repo(base_dir, rows + [dict(rows[1])])          # base has a duplicate
+    config = write_repo(head_dir, rows + [{"text": rows[2]["text"], "label": "other"}])
+    result = CliRunner().invoke(main, ["--json", "data", "diff", str(base_dir), str(head_dir),
+                                       "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    diff = json.loads(result.output)
+    assert "exact_duplicates" in {f["rule"] for f in diff["findings_fixed"]}
+    introduced = {f["rule"] for f in diff["findings_introduced"]}
+    assert "label_health" in introduced or "conflicts" in introduced
+
+
+def test_unknown_revision_exits_2(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    config = write_repo(repo, clean_records(40))
+    git(repo, "init", "-q")
+    result = CliRunner().invoke(main, ["data", "diff", "no-such-rev", "HEAD", "-c",
+                                       str(config)])
+    assert result.exit_code == 2
+    assert "neither an existing path nor a git revision" in result.output
