@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+@contextmanager
+def atomic_writer(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Stream into a temp file beside `path`; on success fsync and rename over it, on any error
+    remove the temp file and leave `path` as it was."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -15,8 +21,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         # mkstemp makes 0600 files; give the result the mode a plain open() would (or keep
         # the mode of the file it replaces), so teammates and CI can read what ftci writes.
         os.fchmod(fd, _mode_for(target))
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        text = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
+        with os.fdopen(fd, mode, **text) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
@@ -24,6 +31,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_directory(target.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_writer(path) as handle:
+        handle.write(data)
 
 
 def _mode_for(target: Path) -> int:

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.tiny_model import banking77_texts, build_tiny_llama, shared_dir
+
+__all__ = ["REPO_ROOT", "shared_dir"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real cache as it was before isolation: `make test` pulls the starter model into it.
 _REAL_FTCI_HOME = Path(os.environ.get("FTCI_HOME") or Path.home() / ".cache" / "ftci")
@@ -34,6 +38,21 @@ def real_ftci_home() -> Path:
     return _REAL_FTCI_HOME
 
 
-def shared_dir() -> Path:
-    """The project's shared data sets: $FTCI_SHARED_DIR, else ../shared beside the checkout."""
-    return Path(os.environ.get("FTCI_SHARED_DIR") or REPO_ROOT.parent / "shared")
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny Llama (hidden 64, 2 layers, ~400-token vocab) with a ChatML tokenizer.
+
+    Built offline from banking77 texts; missing shared data skips locally but fails in CI.
+    """
+    try:
+        corpus = banking77_texts(400)
+    except FileNotFoundError as exc:
+        message = f"shared data sets not found ({exc}); set FTCI_SHARED_DIR to the shared/ dir"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with pytest.MonkeyPatch.context() as patch:  # session scope runs before per-test isolation
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+        return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), corpus)

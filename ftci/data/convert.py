@@ -8,13 +8,11 @@ million records does not hold the whole output in memory as well.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from ftci.data.records import Record
-from ftci.io import fsync_directory
+from ftci.io import atomic_writer
 
 
 def canonical_line(record: Record) -> str:
@@ -24,22 +22,11 @@ def canonical_line(record: Record) -> str:
 
 
 def convert_records(records: Iterable[Record], out: Path) -> int:
-    """Write `records` to `out` as canonical JSONL; return how many were written."""
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    """Write `records` to `out` as canonical JSONL, atomically; return how many were written."""
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for record in records:
-                handle.write(canonical_line(record))
-                handle.write("\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    fsync_directory(target.parent)
+    with atomic_writer(out, "w") as handle:
+        for record in records:
+            handle.write(canonical_line(record))
+            handle.write("\n")
+            count += 1
     return count

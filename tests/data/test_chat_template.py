@@ -5,7 +5,6 @@ Uses a real tokenizer: the tiny Llama's byte-level BPE with a ChatML template (t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from ftci.data.tokenizer import (
     render_with_mask,
     tokenize_chat,
 )
-from tests.helpers.tiny_model import IM_END, banking77_texts, build_tiny_llama
+from tests.helpers.tiny_model import IM_END
 
 FILE = "data/chat.jsonl"
 # ChatML, except that assistant turns end with a newline instead of <|im_end|>.
@@ -51,21 +50,6 @@ CONVERSATION = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        corpus = banking77_texts(400)
-    except FileNotFoundError as exc:
-        message = f"shared data sets not found ({exc}); set FTCI_SHARED_DIR to the shared/ dir"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
-        return build_tiny_llama(tmp_path_factory.mktemp("tiny"), corpus)
-
-
 def make_config(base_model: str, **train: Any) -> FtciConfig:
     return FtciConfig.model_validate({
         "project": {"name": "t"}, "task": {"type": "chat"}, "base_model": base_model,
@@ -74,8 +58,8 @@ def make_config(base_model: str, **train: Any) -> FtciConfig:
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_dir: Path) -> Any:
-    loaded = load_base_tokenizer(make_config(str(tiny_dir)), Path("/unused"))
+def tokenizer(tiny_llama_dir: Path) -> Any:
+    loaded = load_base_tokenizer(make_config(str(tiny_llama_dir)), Path("/unused"))
     assert loaded is not None
     return loaded
 
@@ -97,17 +81,17 @@ def run(records: list[Record], config: FtciConfig, tokenizer: Any, root: Path = 
 
 # load_base_tokenizer --------------------------------------------------------------------------
 
-def test_load_base_tokenizer_never_downloads(tmp_path: Path, tiny_dir: Path) -> None:
+def test_load_base_tokenizer_never_downloads(tmp_path: Path, tiny_llama_dir: Path) -> None:
     assert load_base_tokenizer(make_config("starter:smollm2-135m-instruct"), tmp_path) is None
     assert load_base_tokenizer(make_config("models/absent"), tmp_path) is None
     assert load_base_tokenizer(make_config("HuggingFaceTB/SmolLM2-135M@main"), tmp_path) is None
-    relative = load_base_tokenizer(make_config(tiny_dir.name), tiny_dir.parent)
+    relative = load_base_tokenizer(make_config(tiny_llama_dir.name), tiny_llama_dir.parent)
     assert relative is not None and relative.eos_token == IM_END
 
 
-def test_train_chat_template_overrides_the_tokenizers(tmp_path: Path, tiny_dir: Path) -> None:
+def test_train_chat_template_overrides_the_tokenizers(tmp_path: Path, tiny_llama_dir: Path) -> None:
     (tmp_path / "no_eos.jinja").write_text(NO_EOS_TEMPLATE, encoding="utf-8")
-    loaded = load_base_tokenizer(make_config(str(tiny_dir), chat_template="no_eos.jinja"),
+    loaded = load_base_tokenizer(make_config(str(tiny_llama_dir), chat_template="no_eos.jinja"),
                                  tmp_path)
     assert loaded.chat_template == NO_EOS_TEMPLATE
 
@@ -216,18 +200,18 @@ def test_without_tokenizer_the_rule_says_it_was_skipped() -> None:
     assert finding.details["reason"] == "base tokenizer not available"
 
 
-def test_clean_records_pass(tokenizer: Any, tiny_dir: Path) -> None:
+def test_clean_records_pass(tokenizer: Any, tiny_llama_dir: Path) -> None:
     records = [qa(f"question {k}", f"answer {k}", k) for k in range(1, 6)]
     records.append(chat(CONVERSATION, 6))
-    assert run(records, make_config(str(tiny_dir)), tokenizer) == []
+    assert run(records, make_config(str(tiny_llama_dir)), tokenizer) == []
 
 
 def test_template_without_eos_in_assistant_turns_is_caught(
-    tokenizer: Any, tiny_dir: Path, tmp_path: Path
+    tokenizer: Any, tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "no_eos.jinja").write_text(NO_EOS_TEMPLATE, encoding="utf-8")
-    config = make_config(str(tiny_dir), chat_template="templates/no_eos.jinja")
+    config = make_config(str(tiny_llama_dir), chat_template="templates/no_eos.jinja")
     records = [qa(f"question {k}", f"answer {k}", k) for k in range(1, 4)]
     [finding] = run(records, config, tokenizer, tmp_path)
     assert finding.severity == "error"
@@ -237,20 +221,20 @@ def test_template_without_eos_in_assistant_turns_is_caught(
 
 
 def test_unrenderable_and_unreadable_templates(
-    tokenizer: Any, tiny_dir: Path, tmp_path: Path
+    tokenizer: Any, tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "broken.jinja").write_text("{% for message in messages %}", encoding="utf-8")
     records = [qa("hi", "hello", 1), qa("yo", "hey", 2)]
-    [broken] = run(records, make_config(str(tiny_dir), chat_template="broken.jinja"), tokenizer,
-                   tmp_path)
+    broken_config = make_config(str(tiny_llama_dir), chat_template="broken.jinja")
+    [broken] = run(records, broken_config, tokenizer, tmp_path)
     assert broken.severity == "error" and "cannot render any record" in broken.message
-    [missing] = run(records, make_config(str(tiny_dir), chat_template="absent.jinja"), tokenizer,
-                    tmp_path)
+    missing_config = make_config(str(tiny_llama_dir), chat_template="absent.jinja")
+    [missing] = run(records, missing_config, tokenizer, tmp_path)
     assert missing.severity == "error" and "absent.jinja" in missing.message
 
 
-def test_records_that_train_nothing_are_reported(tokenizer: Any, tiny_dir: Path) -> None:
-    config = make_config(str(tiny_dir), max_seq_len=64)
+def test_records_that_train_nothing_are_reported(tokenizer: Any, tiny_llama_dir: Path) -> None:
+    config = make_config(str(tiny_llama_dir), max_seq_len=64)
     records = [
         qa("hi", "hello", 1),
         qa("word " * 80, "too late", 2),  # the prompt alone fills 64 tokens
@@ -265,17 +249,17 @@ def test_records_that_train_nothing_are_reported(tokenizer: Any, tiny_dir: Path)
 
 
 def test_rendered_chat_flags_a_prompt_that_renders_unstably(tokenizer: Any, tmp_path: Path,
-                                                             tiny_dir: Path) -> None:
+                                                             tiny_llama_dir: Path) -> None:
     (tmp_path / "unstable.jinja").write_text(UNSTABLE_TEMPLATE, encoding="utf-8")
-    config = make_config(str(tiny_dir), chat_template="unstable.jinja")
+    config = make_config(str(tiny_llama_dir), chat_template="unstable.jinja")
     [finding] = run([qa("hi", "hello", 1), chat(CONVERSATION, 2)], config, tokenizer, tmp_path)
     assert "not prefix-stable" in finding.message and {r.line for r in finding.records} == {2}
 
 
 # the length rule with the real tokenizer ------------------------------------------------------
 
-def test_length_counts_rendered_chat_tokens(tokenizer: Any, tiny_dir: Path) -> None:
-    config = make_config(str(tiny_dir), max_seq_len=64)
+def test_length_counts_rendered_chat_tokens(tokenizer: Any, tiny_llama_dir: Path) -> None:
+    config = make_config(str(tiny_llama_dir), max_seq_len=64)
     records = [qa(f"question {k}", f"answer {k}", k) for k in range(1, 25)]
     records.append(qa("my card has not arrived " * 10, "It is on its way.", 25))
     context = CheckContext(records=records, config=config, root=Path("."), tokenizer=tokenizer)

@@ -150,8 +150,30 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _walk(item, f"{path}[{index}]")
 
 
+# Every finder needs one of these to match: a digit (cards, phones, IBANs, most tokens), '@'
+# (e-mail), '://' (basic auth), a PEM/PuTTY header, or a token of 11+ characters that is not
+# a plain (possibly capitalised) word: shape-based keys such as Artifactory's, high-entropy
+# strings. Most ordinary sentences have none and skip the ~20 finder regexes.
+_DIGIT = re.compile(r"\d")
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.]{11,}")
+
+
+def _maybe_sensitive(text: str) -> bool:
+    if "@" in text or "://" in text or "PRIVATE KEY" in text or "PuTTY" in text:
+        return True
+    if _DIGIT.search(text):
+        return True
+    for token in _LONG_TOKEN.findall(text):
+        word = token.strip(".")
+        if not (word.isalpha() and word[1:].islower()):
+            return True
+    return False
+
+
 def scan_text(text: str, field: str = "") -> list[Hit]:
     """Everything found in `text`, most specific first; a span found once is not re-matched."""
+    if not _maybe_sensitive(text):
+        return []
     hits: list[Hit] = []
     work = text
     for kind, severity, finder in _finders():
