@@ -21,8 +21,10 @@ def atomic_writer(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         # mkstemp makes 0600 files; give the result the mode a plain open() would (or keep
         # the mode of the file it replaces), so teammates and CI can read what ftci writes.
         os.fchmod(fd, _mode_for(target))
-        text = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **text) as handle:
+        binary = "b" in mode
+        handle: IO[Any]
+        with os.fdopen(fd, mode, encoding=None if binary else "utf-8",
+                       newline=None if binary else "\n") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
