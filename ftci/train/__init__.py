@@ -1,0 +1,1 @@
+"""The training stage: run key and cache, guardrails, the recipe and its orchestration."""
