@@ -10,6 +10,7 @@ from ftci.cli.config import config_group
 from ftci.cli.data import data_group
 from ftci.cli.init import init_command
 from ftci.cli.models import models_group
+from ftci.cli.train import train_command
 
 EPILOG = (
     "Exit codes: 0 ok, 1 a quality gate failed, 2 bad input, 3 infrastructure or internal "
@@ -34,3 +35,4 @@ main.add_command(config_group)
 main.add_command(data_group)
 main.add_command(init_command)
 main.add_command(models_group)
+main.add_command(train_command)
