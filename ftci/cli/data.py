@@ -61,26 +61,12 @@ def split_command(ctx: click.Context, config_path: Path | None, overrides: tuple
                   out_dir: Path | None) -> None:
     """Write append-stable train/val/test splits and their manifest."""
     from ftci.config import load_config
-    from ftci.data.loaders import load_sources
-    from ftci.data.minhash import near_duplicate_clusters
-    from ftci.data.split import assign_splits, write_splits
-    from ftci.errors import DataError
+    from ftci.data.split import split_sources
 
     loaded = load_config(config_path, overrides, lint=False)
-    config = loaded.config
-    result = load_sources(config.data, loaded.root)
-    if result.unreadable:
-        first = result.problems[0]
-        raise DataError(f"{len(result.problems)} record(s) could not be read, first: "
-                        f"{first.message}", path=str(first.file), line=first.line,
-                        hint="run `ftci data check` for the full list")
-    checks = config.data.checks
-    clusters = near_duplicate_clusters([r.input_text() for r in result.records],
-                                       checks.near_duplicate_threshold, checks.shingle)
-    assignment = assign_splits(result.records, config.data.split, clusters)
     target = out_dir or loaded.root / ".ftci" / "splits"
-    manifest = write_splits(result.records, assignment, target, config.data.split)
-    summary = manifest.to_dict() if hasattr(manifest, "to_dict") else dict(manifest.__dict__)
+    manifest = split_sources(loaded.config, loaded.root, target)
+    summary = manifest.to_dict()
     if wants_json(ctx):
         emit_json({"ok": True, "out": str(target), **summary})
         return

@@ -94,8 +94,7 @@ def run_checks(config: FtciConfig, root: Path, *, use_tokenizer: bool = True,
                rules: list[str] | None = None) -> DataReport:
     """Run the data quality gate over `config.data.sources` (paths relative to `root`)."""
     from ftci.data.loaders import load_sources
-    from ftci.data.minhash import near_duplicate_clusters
-    from ftci.data.split import assign_splits
+    from ftci.data.split import cluster_and_assign
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -106,9 +105,7 @@ def run_checks(config: FtciConfig, root: Path, *, use_tokenizer: bool = True,
 
     started = time.perf_counter()
     checks = config.data.checks
-    clusters = near_duplicate_clusters([r.input_text() for r in records],
-                                       checks.near_duplicate_threshold, checks.shingle)
-    splits = assign_splits(records, config.data.split, clusters)
+    clusters, splits = cluster_and_assign(records, config)
     timings["near_duplicates+split"] = time.perf_counter() - started
 
     notes: list[str] = []

@@ -49,7 +49,7 @@ from ftci.data.records import SPLITS, Record
 from ftci.io import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from ftci.config.models import SplitConfig
+    from ftci.config.models import FtciConfig, SplitConfig
 
 ALGORITHM = "ftci-split-v1"
 
@@ -177,3 +177,30 @@ def write_splits(records: Sequence[Record], assignment: dict[str, str], out_dir:
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     atomic_write_bytes(manifest.path, text.encode("utf-8"))
     return manifest
+
+
+def cluster_and_assign(records: Sequence[Record], config: FtciConfig
+                       ) -> tuple[list[list[int]], dict[str, str]]:
+    """Near-duplicate clusters of the inputs, and the split assignment that keeps each cluster
+    together: what `data check`, `data stats`, `data split` and `train` all start from."""
+    from ftci.data.minhash import near_duplicate_clusters
+
+    checks = config.data.checks
+    clusters = near_duplicate_clusters([record.input_text() for record in records],
+                                       checks.near_duplicate_threshold, checks.shingle)
+    return clusters, assign_splits(records, config.data.split, clusters)
+
+
+def split_sources(config: FtciConfig, root: Path, out_dir: Path) -> SplitManifest:
+    """`ftci data split`: load every source, refuse unreadable data, assign and write."""
+    from ftci.data.loaders import load_sources
+    from ftci.errors import DataError
+
+    result = load_sources(config.data, root)
+    if result.unreadable:
+        first = result.problems[0]
+        raise DataError(f"{len(result.problems)} record(s) could not be read, first: "
+                        f"{first.message}", path=str(first.file), line=first.line,
+                        hint="run `ftci data check` for the full list")
+    _, assignment = cluster_and_assign(result.records, config)
+    return write_splits(result.records, assignment, out_dir, config.data.split)

@@ -30,16 +30,12 @@ class DataStats:
 def compute_stats(config: FtciConfig, root: Path) -> DataStats:
     from ftci.data.findings import split_of
     from ftci.data.loaders import load_sources
-    from ftci.data.minhash import near_duplicate_clusters
     from ftci.data.records import SPLITS, Record
-    from ftci.data.split import assign_splits
+    from ftci.data.split import cluster_and_assign
 
     loaded = load_sources(config.data, root)
     records = loaded.records
-    checks = config.data.checks
-    clusters = near_duplicate_clusters([r.input_text() for r in records],
-                                       checks.near_duplicate_threshold, checks.shingle)
-    splits = assign_splits(records, config.data.split, clusters)
+    _, splits = cluster_and_assign(records, config)
     split_counts = Counter(split_of(r, splits) for r in records)
     outputs = [Record(messages=[{"role": "user", "content": r.output_text()}], id=r.id)
                for r in records]

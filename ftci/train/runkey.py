@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftci import __version__
-from ftci.errors import DataError
 from ftci.io import atomic_write_text
 from ftci.models.catalog import STARTER_PREFIX
 from ftci.models.manifest import MANIFEST_NAME, read_manifest
@@ -184,22 +183,9 @@ def current_splits(loaded: LoadedConfig, root: Path, digests: DigestCache,
 
 def write_current_splits(loaded: LoadedConfig, root: Path, out_dir: Path) -> dict[str, int]:
     """What `ftci data split` does: load, cluster near-duplicates, assign, write."""
-    from ftci.data.loaders import load_sources
-    from ftci.data.minhash import near_duplicate_clusters
-    from ftci.data.split import assign_splits, write_splits
+    from ftci.data.split import split_sources
 
-    config = loaded.config
-    result = load_sources(config.data, root)
-    if result.unreadable:
-        first = result.problems[0]
-        raise DataError(f"{len(result.problems)} record(s) could not be read, first: "
-                        f"{first.message}", path=str(first.file), line=first.line,
-                        hint="run `ftci data check` for the full list")
-    checks = config.data.checks
-    clusters = near_duplicate_clusters([r.input_text() for r in result.records],
-                                       checks.near_duplicate_threshold, checks.shingle)
-    assignment = assign_splits(result.records, config.data.split, clusters)
-    return write_splits(result.records, assignment, out_dir, config.data.split).counts
+    return split_sources(loaded.config, root, out_dir).counts
 
 
 def _split_intact(splits_dir: Path, split: str, sha256: str, digests: DigestCache) -> bool:
