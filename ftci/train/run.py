@@ -228,12 +228,14 @@ def accelerate_command(config_path: Path, overrides: Sequence[str], *, run_key: 
     """`accelerate launch` (1.x CLI) running `python -m ftci train --in-process` per process.
 
     Mixed precision stays "no": the recipe picks its dtypes from the config. Several processes
-    need GPUs (`--multi_gpu`, DDP); accelerate's CPU launcher runs a single process.
+    go through accelerate's multi-process launcher (`--multi_gpu`, torch elastic): on GPUs that
+    is DDP over NCCL; on a CPU-only machine the Trainer (`use_cpu`) joins the same process group
+    over gloo, which is how DDP is tested here. accelerate's own CPU launcher would need MPI.
     """
     command = [sys.executable, "-m", "accelerate.commands.launch",
                "--num_processes", str(num_processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if device == "cuda" and num_processes > 1:
+    if num_processes > 1:
         command.append("--multi_gpu")
     command += ["-m", "ftci", "train", "--in-process", "--run-key", run_key,
                 "-c", str(config_path)]
@@ -268,9 +270,11 @@ def _check_launch(launcher: str | None, num_processes: int, device: str) -> None
     if num_processes > 1 and launcher is None:
         raise BadInputError(f"--num-processes {num_processes} needs a launcher",
                             hint="add --launcher accelerate (one process per GPU)")
-    if num_processes > 1 and device != "cuda":
-        raise BadInputError(f"--num-processes {num_processes} needs CUDA GPUs; this machine "
-                            "trains on the CPU in one process", hint="use --num-processes 1")
+    cpus = os.cpu_count() or 1
+    if num_processes > 1 and device != "cuda" and num_processes > cpus:
+        raise BadInputError(f"--num-processes {num_processes} is more than this machine's "
+                            f"{cpus} CPU cores (no CUDA GPU found)",
+                            hint=f"use --num-processes {cpus} or fewer")
 
 
 def _launch(command: list[str], root: Path) -> None:

@@ -210,11 +210,15 @@ def test_strict_makes_lints_errors(tmp_path: Path, tiny_llama_dir: Path) -> None
     assert result.exit_code == 2 and "no-deploy" in result.output
 
 
-def test_several_processes_need_the_launcher_and_gpus(repo: Path) -> None:
+def test_several_processes_need_the_launcher_and_enough_cores(repo: Path) -> None:
     with pytest.raises(BadInputError, match="needs a launcher"):
         train(repo, num_processes=2, recipe=AdapterRecipe())
     result = CliRunner().invoke(main, ["train", "-c", str(repo), "--num-processes", "2"])
     assert result.exit_code == 2
+    too_many = str((os.cpu_count() or 1) + 1)
+    result = CliRunner().invoke(main, ["train", "-c", str(repo), "--launcher", "accelerate",
+                                       "--num-processes", too_many])
+    assert result.exit_code == 2 and "CPU cores" in result.output
 
 
 def test_the_accelerate_command_line(tmp_path: Path) -> None:
@@ -228,6 +232,8 @@ def test_the_accelerate_command_line(tmp_path: Path) -> None:
         "-c", str(config), "--set", "train.lora.r=8", "--force"]
     single = accelerate_command(config, [], run_key="abc", num_processes=1, device="cpu")
     assert "--multi_gpu" not in single and "--force" not in single
+    cpu_ddp = accelerate_command(config, [], run_key="abc", num_processes=2, device="cpu")
+    assert "--multi_gpu" in cpu_ddp  # torch elastic; the Trainer picks gloo on CPU
 
 
 @pytest.mark.slow
