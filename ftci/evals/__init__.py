@@ -1,0 +1,1 @@
+"""Eval suites as test gates: metrics, statistics, model backends and the pytest plugin."""

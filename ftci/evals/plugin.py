@@ -1,0 +1,1 @@
+"""pytest plugin for ftci eval suites (placeholder until the fixtures land)."""
