@@ -8,6 +8,7 @@ from ftci import __version__
 from ftci.cli.base import FtciGroup
 from ftci.cli.config import config_group
 from ftci.cli.data import data_group
+from ftci.cli.eval import eval_command
 from ftci.cli.init import init_command
 from ftci.cli.models import models_group
 from ftci.cli.train import train_command
@@ -33,6 +34,7 @@ def main(ctx: click.Context, json_output: bool) -> None:
 
 main.add_command(config_group)
 main.add_command(data_group)
+main.add_command(eval_command)
 main.add_command(init_command)
 main.add_command(models_group)
 main.add_command(train_command)

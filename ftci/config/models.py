@@ -262,6 +262,9 @@ class GateConfig(Section):
     better_than: Literal["baseline"] | None = None
     margin: float = Field(0.0, ge=0)
     confidence: float = Field(0.95, gt=0.5, lt=1)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra metric arguments, e.g. {phrases: [...]} for banned_phrases.")
 
     @field_validator("metric")
     @classmethod

@@ -1,1 +1,341 @@
-"""pytest plugin for ftci eval suites (placeholder until the fixtures land)."""
+"""The pytest plugin behind eval suites (registered through the `pytest11` entry point).
+
+Fixtures (session-scoped, lazy: nothing loads until a test asks):
+  `task` (task section of ftci.yaml), `testset` / `valset` (`Testset` of the split files),
+  `candidate` / `baseline` (`EvalModel`: classify, generate, loglikelihood; cached outputs),
+  `ftci_config` (the loaded config).
+Declarative gates: pass `ftci.yaml` on the command line (`ftci eval` does) and each
+`eval.gates` entry becomes a test item `ftci.yaml::gate[accuracy>=0.85]`.
+Options live in the `ftci` group: `pytest eval_suites --ftci-model PATH ...`.
+
+This module is imported by every pytest run in an environment where ftci is installed, so it
+imports nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ftci.config.loader import LoadedConfig
+    from ftci.evals.model import EvalModel
+    from ftci.evals.testset import Testset
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ftci", "ftci eval suites")
+    group.addoption("--ftci-config", default=None, metavar="PATH",
+                    help="ftci.yaml to read (default: ./ftci.yaml).")
+    group.addoption("--ftci-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="Override a config value (repeatable).")
+    group.addoption("--ftci-model", default=None, metavar="SPEC",
+                    help="Candidate: run key, run/adapter/model dir, URL#name, vllm:PATH "
+                         "(default: the latest training run).")
+    group.addoption("--ftci-baseline", default=None, metavar="SPEC",
+                    help="Baseline: base, production, or a model spec (default: eval.baseline).")
+    group.addoption("--ftci-limit", type=int, default=None, metavar="N",
+                    help="Evaluate only the first N items of each split (smoke runs).")
+    group.addoption("--ftci-results", default=None, metavar="PATH",
+                    help="Write results.json (metrics, intervals, per-item outputs) here.")
+    group.addoption("--ftci-no-cache", action="store_true",
+                    help="Do not read or write the eval output cache.")
+
+
+@dataclass
+class EvalSession:
+    """What one pytest session shares: the config, test sets, models and the output cache."""
+
+    pytest_config: pytest.Config
+    started: float = field(default_factory=time.time)
+    bad_input: list[str] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)  # GateRecords of this session
+    previous_records: list[Any] = field(default_factory=list)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    _loaded: Any = None
+    _testsets: dict[str, Any] = field(default_factory=dict)
+    _models: dict[str, Any] = field(default_factory=dict)
+    _cache: Any = None
+    _outputs: dict[tuple[str, str, str], list[Any]] = field(default_factory=dict)
+
+    def option(self, name: str) -> Any:
+        return self.pytest_config.getoption(name)
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        if self._loaded is None:
+            from ftci.config import load_config
+
+            path = self.option("ftci_config")
+            self._loaded = load_config(path, self.option("ftci_set"), lint=False)
+        return self._loaded
+
+    def testset(self, split: str) -> Testset:
+        if split not in self._testsets:
+            from ftci.evals.testset import load_testset
+
+            config = self.loaded.config
+            path = self.loaded.root / ".ftci" / "splits" / f"{split}.jsonl"
+            testset = load_testset(path, name=split, labels=config.task.labels,
+                                   system_prompt=config.task.system_prompt,
+                                   task_type=config.task.type, limit=self.option("ftci_limit"))
+            if not len(testset):
+                from ftci.errors import BadInputError
+
+                raise BadInputError(f"{path} holds no items",
+                                    hint="add data or change data.split so the split is "
+                                         "not empty")
+            self._testsets[split] = testset
+        return self._testsets[split]
+
+    @property
+    def cache(self) -> Any:
+        if self._cache is None and not self.option("ftci_no_cache"):
+            from ftci.evals.cache import OutputCache
+
+            self._cache = OutputCache(self.loaded.root / ".ftci" / "cache" /
+                                      "eval-outputs.sqlite")
+        return self._cache
+
+    def model(self, role: str) -> EvalModel:
+        if role not in self._models:
+            from ftci.evals.model import EvalModel
+            from ftci.evals.resolve import resolve_model
+
+            spec = (self.option("ftci_model") if role == "candidate"
+                    else self.option("ftci_baseline") or self.loaded.config.eval.baseline)
+            self._models[role] = EvalModel(resolve_model(spec, role=role, loaded=self.loaded),
+                                           self.cache)
+        return self._models[role]
+
+    def outputs(self, role: str, split: str) -> list[Any]:
+        """The task's default outputs for a split: labels (classification) or generations."""
+        key = (role, split, "default")
+        if key not in self._outputs:
+            model, testset = self.model(role), self.testset(split)
+            if testset.task_type == "classification":
+                self._outputs[key] = model.classify(testset)
+            else:
+                self._outputs[key] = model.generate(testset)
+        return self._outputs[key]
+
+    # hooks of this session (registered as a plugin object in pytest_configure)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.outcomes[report.nodeid] = report.outcome
+        elif report.outcome == "failed":  # a fixture (setup) or teardown error
+            self.outcomes[report.nodeid] = "error"
+        elif report.outcome == "skipped":
+            self.outcomes[report.nodeid] = "skipped"
+
+    def close(self) -> None:
+        for model in self._models.values():
+            model.close()
+        if self._cache is not None:
+            self._cache.close()
+
+
+SESSION_KEY = pytest.StashKey[EvalSession]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from ftci.evals import expect
+
+    state = EvalSession(config)
+    config.stash[SESSION_KEY] = state
+    config.pluginmanager.register(state, "ftci-eval-session")
+    # expectations append to expect.RECORDS: point it at this session's list (pytester runs
+    # sessions inside sessions; each restores its outer one when it ends)
+    state.previous_records, expect.RECORDS = expect.RECORDS, state.records
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from ftci.evals import expect
+
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        expect.RECORDS = state.previous_records
+
+
+def _session(request: pytest.FixtureRequest) -> EvalSession:
+    return request.config.stash[SESSION_KEY]
+
+
+def _guard(session: EvalSession, build: Any) -> Any:
+    """Run a fixture body; an ftci error becomes a short test error, not a traceback."""
+    from ftci.errors import BadInputError, FtciError
+
+    try:
+        return build()
+    except FtciError as exc:
+        if isinstance(exc, BadInputError):
+            session.bad_input.append(str(exc))
+        hint = getattr(exc, "hint", None)
+        pytest.fail(f"{exc}" + (f"\nhint: {hint}" if hint else ""), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ftci_config(request: pytest.FixtureRequest) -> LoadedConfig:
+    session = _session(request)
+    return _guard(session, lambda: session.loaded)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def task(ftci_config: LoadedConfig) -> Any:
+    return ftci_config.config.task
+
+
+@pytest.fixture(scope="session")
+def testset(request: pytest.FixtureRequest) -> Testset:
+    session = _session(request)
+    return _guard(session, lambda: session.testset("test"))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def valset(request: pytest.FixtureRequest) -> Testset:
+    session = _session(request)
+    return _guard(session, lambda: session.testset("val"))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def candidate(request: pytest.FixtureRequest) -> EvalModel:
+    session = _session(request)
+    return _guard(session, lambda: session.model("candidate"))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def baseline(request: pytest.FixtureRequest) -> EvalModel:
+    session = _session(request)
+    return _guard(session, lambda: session.model("baseline"))  # type: ignore[no-any-return]
+
+
+# ---- declarative gates (eval.gates in ftci.yaml) ------------------------------------------------
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name in ("ftci.yaml", "ftci.yml") and file_path.is_file():
+        return GatesFile.from_parent(parent, path=file_path)
+    return None
+
+
+class GatesFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        from ftci.config import load_config
+
+        session: EvalSession = self.config.stash[SESSION_KEY]
+        if session.option("ftci_config") is None:
+            session.pytest_config.option.ftci_config = str(self.path)
+        loaded = load_config(self.path, session.option("ftci_set"), lint=False)
+        for index, gate in enumerate(loaded.config.eval.gates):
+            yield GateItem.from_parent(self, name=f"gate[{gate_name(gate, index)}]",
+                                       gate=gate)
+
+
+def gate_name(gate: Any, index: int) -> str:
+    if gate.name:
+        return str(gate.name)
+    parts = [gate.metric]
+    if gate.min is not None:
+        parts.append(f">={gate.min:g}")
+    if gate.max is not None:
+        parts.append(f"<={gate.max:g}")
+    if gate.not_worse_than:
+        parts.append(f"~baseline-{gate.margin:g}" if gate.margin else "~baseline")
+    if gate.better_than:
+        parts.append(f">baseline+{gate.margin:g}" if gate.margin else ">baseline")
+    return "".join(parts)
+
+
+class GateItem(pytest.Item):
+    def __init__(self, *, gate: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def runtest(self) -> None:
+        from ftci.errors import FtciError
+        from ftci.evals.expect import expect
+        from ftci.evals.gates import gate_metric
+
+        session: EvalSession = self.config.stash[SESSION_KEY]
+        gate = self.gate
+        try:
+            result = gate_metric(session, "candidate", gate.metric, gate.split, gate.params)
+            needs_baseline = gate.not_worse_than or gate.better_than
+            base = (gate_metric(session, "baseline", gate.metric, gate.split, gate.params)
+                    if needs_baseline else None)
+        except FtciError as exc:
+            from ftci.errors import BadInputError
+
+            if isinstance(exc, BadInputError):
+                session.bad_input.append(str(exc))
+            hint = getattr(exc, "hint", None)
+            pytest.fail(f"{exc}" + (f"\nhint: {hint}" if hint else ""), pytrace=False)
+        failures = []
+        checks = []
+        if gate.min is not None:
+            checks.append(lambda: expect(result).at_least(gate.min, confidence=gate.confidence))
+        if gate.max is not None:
+            checks.append(lambda: expect(result).at_most(gate.max, confidence=gate.confidence))
+        if gate.not_worse_than and base is not None:
+            checks.append(lambda: expect(result).not_worse_than(
+                base, gate.margin, confidence=gate.confidence))
+        if gate.better_than and base is not None:
+            checks.append(lambda: expect(result).better_than(
+                base, gate.margin, confidence=gate.confidence))
+        for check in checks:
+            try:
+                check()
+            except AssertionError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise GateFailed("\n\n".join(failures))
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        if isinstance(excinfo.value, GateFailed):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"gate {self.name}"
+
+
+class GateFailed(AssertionError):
+    """A declarative gate's failure (its message is the whole report)."""
+
+
+# ---- results ------------------------------------------------------------------------------------
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is None:
+        return
+    target = session.config.getoption("ftci_results")
+    try:
+        if target:
+            from ftci.evals.results import build_results
+            from ftci.io import atomic_write_text
+
+            results = build_results(state, dict(state.outcomes), exitstatus)
+            atomic_write_text(Path(target), json.dumps(results, indent=2, ensure_ascii=False,
+                                                       default=str) + "\n")
+    finally:
+        state.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(SESSION_KEY, None)
+    records = [] if state is None else state.records
+    if not records:
+        return
+    terminalreporter.section("ftci gates")
+    for record in records:
+        mark = "PASS" if record.passed else "FAIL"
+        base = "" if record.baseline is None else f" baseline {record.baseline:.4f}"
+        terminalreporter.write_line(f"{mark}  {record.metric} {record.value:.4f}{base}  "
+                                    f"{record.gate}  ({record.test})")
+    if os.environ.get("FTCI_DEBUG") == "1":
+        terminalreporter.write_line(f"{len(records)} expectations recorded")

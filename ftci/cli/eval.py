@@ -1,0 +1,56 @@
+"""`ftci eval`: eval suites and declarative gates as pytest, candidate vs baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ftci.cli.base import config_options, emit_json, wants_json
+
+
+@click.command("eval", context_settings={"ignore_unknown_options": False})
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="ftci.yaml or its directory (default: ./ftci.yaml).")
+@config_options
+@click.option("--model", default=None, metavar="SPEC",
+              help="Candidate: run key, run/adapter/model dir, http://host/v1#name, vllm:PATH "
+                   "(default: the latest training run).")
+@click.option("--baseline", default=None, metavar="SPEC",
+              help="Baseline: base, production, or a model spec (default: eval.baseline).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate only the first N items of each split (a quick smoke run).")
+@click.option("--no-cache", is_flag=True, help="Ignore the eval output cache.")
+@click.option("--report-dir", type=click.Path(path_type=Path), default=None,
+              help="Where results.json and junit.xml go (default: .ftci/reports/<time>/).")
+@click.argument("suites", nargs=-1)
+@click.pass_context
+def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...],
+                 model: str | None, baseline: str | None, limit: int | None, no_cache: bool,
+                 report_dir: Path | None, suites: tuple[str, ...]) -> None:
+    """Run eval suites (pytest files) and eval.gates: exit 1 if any gate fails.
+
+    SUITES default to eval.suites; `builtin:NAME` names a ready-made suite (classification,
+    extraction, formatting, style, forgetting). Every comparison with the baseline is paired on
+    the same items; see the README's "Eval gates" section for the statistics.
+    """
+    from ftci.evals.run import run_eval, summary_lines
+
+    outcome = run_eval(config_path, overrides, model=model, baseline=baseline, suites=suites,
+                       limit=limit, use_cache=not no_cache, report_dir=report_dir)
+    results = outcome.results or {}
+    if wants_json(ctx):
+        emit_json({"exit_code": outcome.exit_code, "report_dir": str(outcome.report_dir),
+                   "passed": results.get("passed"), "gates": [
+                       {k: g[k] for k in ("test", "gate", "metric", "passed", "value",
+                                          "baseline", "comparison")}
+                       for g in results.get("gates", [])]})
+    else:
+        click.echo("")
+        if results.get("gates"):
+            for line in summary_lines(results):
+                click.echo(line)
+        click.echo(f"results: {outcome.report_dir / 'results.json'}")
+        click.echo(f"junit:   {outcome.report_dir / 'junit.xml'}")
+    if outcome.exit_code != 0:
+        ctx.exit(outcome.exit_code)

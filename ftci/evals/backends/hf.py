@@ -1,0 +1,331 @@
+"""In-process transformers backend: a base model directory, optionally with a peft adapter.
+
+- Prompts are rendered with the chat template that training used and that ships with the
+  artifact (the adapter directory's tokenizer files, else the base model's).
+- `generate` batches prompts of similar length (left padding), decodes greedily and stops at
+  every end-of-turn id of the artifact's generation config.
+- `classify` scores each allowed label's log-likelihood, label + end-of-turn token, so "card"
+  cannot win over "card_arrival" by being its prefix. The labels are laid out as a token trie
+  after the prompt in ONE forward pass per prompt: each trie node attends to the prompt and to
+  its own ancestors only (a 4-D attention mask), with positions continuing the prompt. Shared
+  label prefixes are computed once and 77 labels cost one pass, not 77.
+- An adapter is merged into the base weights after loading (faster forwards; identical maths).
+  QLoRA adapters are evaluated on the full-precision base on CPU; on CUDA in bf16.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftci.errors import BadInputError
+from ftci.evals.backends.base import Chat, GenerationParams
+
+if TYPE_CHECKING:
+    import torch
+
+TOKENIZER_SOURCE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+
+
+def weights_identity(model_dir: Path, adapter_dir: Path | None = None) -> str:
+    """sha256 over the digests of every weight, config and tokenizer file the backend reads."""
+    from ftci.train.cache import DigestCache
+
+    digests = DigestCache.load()
+    files: dict[str, str] = {}
+    for prefix, folder in (("model", model_dir), ("adapter", adapter_dir)):
+        if folder is None:
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and (path.suffix in (".safetensors", ".json", ".jinja")):
+                files[f"{prefix}/{path.name}"] = digests.get(path)
+    digests.save()
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class _Trie:
+    """Label continuations as a token trie: node i has `tokens[i]`, `parents[i]` (-1: the
+    prompt's last token) and `depths[i]`; `paths[label]` lists a label's node indices."""
+
+    tokens: list[int]
+    parents: list[int]
+    depths: list[int]
+    paths: list[list[int]]
+
+    @classmethod
+    def build(cls, sequences: Sequence[Sequence[int]]) -> _Trie:
+        trie = cls([], [], [], [])
+        children: dict[tuple[int, int], int] = {}
+        for sequence in sequences:
+            parent, path = -1, []
+            for depth, token in enumerate(sequence):
+                node = children.get((parent, token))
+                if node is None:
+                    node = len(trie.tokens)
+                    children[(parent, token)] = node
+                    trie.tokens.append(token)
+                    trie.parents.append(parent)
+                    trie.depths.append(depth)
+                path.append(node)
+                parent = node
+            trie.paths.append(path)
+        return trie
+
+    def ancestors(self, node: int) -> list[int]:
+        chain = []
+        while node != -1:
+            chain.append(node)
+            node = self.parents[node]
+        return chain
+
+
+class HFBackend:
+    """transformers (+ peft) in this process; loads lazily on first use."""
+
+    name = "hf"
+
+    def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None = None, *,
+                 batch_size: int = 16, device: str | None = None,
+                 identity: str | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.adapter_dir = None if adapter_dir is None else Path(adapter_dir)
+        for folder in (self.model_dir, self.adapter_dir):
+            if folder is not None and not folder.is_dir():
+                raise BadInputError(f"{folder}: no such model directory")
+        self.batch_size = batch_size
+        self.device_name = device
+        self._identity = identity
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._stop_ids: list[int] = []
+
+    # ---- identity and loading ---------------------------------------------------------------
+    @property
+    def identity(self) -> str | None:
+        if self._identity is None:
+            self._identity = weights_identity(self.model_dir, self.adapter_dir)
+        return self._identity
+
+    @property
+    def tokenizer(self) -> Any:
+        self._load()
+        return self._tokenizer
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ftci.data.tokenizer import end_of_turn_ids
+
+        cuda = torch.cuda.is_available() if self.device_name is None else \
+            self.device_name.startswith("cuda")
+        device = self.device_name or ("cuda" if cuda else "cpu")
+        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+        tokenizer_dir = self.adapter_dir if self.adapter_dir is not None and any(
+            (self.adapter_dir / name).is_file() for name in TOKENIZER_SOURCE_FILES) \
+            else self.model_dir
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype,
+                                                     local_files_only=True)
+        if self.adapter_dir is not None and (self.adapter_dir / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(self.adapter_dir), is_trainable=False)
+            model = model.merge_and_unload()
+        model.to(device).eval()
+        self._stop_ids = sorted(end_of_turn_ids(tokenizer))
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._tokenizer, self._model, self._device = tokenizer, model, device
+
+    def close(self) -> None:
+        self._model = None
+        import gc
+
+        gc.collect()
+
+    # ---- rendering ------------------------------------------------------------------------------
+    def render(self, chat: Chat) -> str:
+        from ftci.data.tokenizer import render_chat
+
+        return render_chat(self.tokenizer, chat, add_generation_prompt=True)
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # ---- generate ----------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[Chat], params: GenerationParams) -> list[str]:
+        import torch
+
+        self._load()
+        tokenizer = self._tokenizer
+        encoded = [self._encode(self.render(chat)) for chat in prompts]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        outputs: list[str] = [""] * len(encoded)
+        pad = tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            width = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):  # left padding: generation continues at the end
+                tokens = encoded[index]
+                ids[row, width - len(tokens):] = torch.tensor(tokens)
+                mask[row, width - len(tokens):] = 1
+            options: dict[str, Any] = {"max_new_tokens": params.max_new_tokens,
+                                       "eos_token_id": self._stop_ids, "pad_token_id": pad}
+            if params.temperature > 0:
+                options.update(do_sample=True, temperature=params.temperature)
+            else:
+                options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            with torch.inference_mode():
+                generated = self._model.generate(input_ids=ids.to(self._device),
+                                                 attention_mask=mask.to(self._device), **options)
+            for row, index in enumerate(batch):
+                text = tokenizer.decode(generated[row, width:], skip_special_tokens=True)
+                outputs[index] = _cut_at_stop(text, params.stop).strip()
+        return outputs
+
+    # ---- loglikelihood -------------------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[tuple[Chat, str]]) -> list[float]:
+        import torch
+
+        self._load()
+        pairs = []
+        for chat, continuation in requests:
+            prompt = self.render(chat)
+            prompt_ids = self._encode(prompt)
+            full = self._encode(prompt + continuation)
+            if full[:len(prompt_ids)] != prompt_ids:  # a token spans the boundary
+                full = prompt_ids + self._encode(continuation)
+            pairs.append((full, len(prompt_ids)))
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
+        scores = [0.0] * len(pairs)
+        pad = self._tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            width = max(len(pairs[i][0]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                tokens = pairs[index][0]
+                ids[row, :len(tokens)] = torch.tensor(tokens)
+                mask[row, :len(tokens)] = 1
+            with torch.inference_mode():
+                logits = self._model(input_ids=ids.to(self._device),
+                                     attention_mask=mask.to(self._device)).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1).cpu()
+            for row, index in enumerate(batch):
+                tokens, prompt_len = pairs[index]
+                positions = torch.arange(prompt_len, len(tokens))
+                targets = torch.tensor(tokens[prompt_len:])
+                scores[index] = float(logprobs[row, positions - 1, targets].sum())
+        return scores
+
+    # ---- classify ------------------------------------------------------------------------------
+    def label_scores(self, prompts: Sequence[Chat], labels: Sequence[str]) -> list[list[float]]:
+        """Log-likelihood of every label (plus end-of-turn) after every prompt."""
+        import torch
+
+        self._load()
+        if not labels:
+            raise BadInputError("classify needs the allowed labels (task.labels)")
+        rendered = [self.render(chat) for chat in prompts]
+        trie = _Trie.build([self._label_tokens(rendered[0] if rendered else "", label)
+                            for label in labels])
+        encoded = [self._encode(text) for text in rendered]
+        results: list[list[float]] = [[] for _ in encoded]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        nodes = len(trie.tokens)
+        # rows per pass: keep (rows x sequence^2) attention masks modest
+        per_pass = max(1, min(self.batch_size, 4096 // max(1, nodes)))
+        for start in range(0, len(order), per_pass):
+            batch = order[start:start + per_pass]
+            logprobs = self._trie_forward([encoded[i] for i in batch], trie)
+            for row, index in enumerate(batch):
+                results[index] = [float(sum(logprobs[row][node] for node in path))
+                                  for path in trie.paths]
+        del torch
+        return results
+
+    def classify(self, prompts: Sequence[Chat], labels: Sequence[str]) -> list[str]:
+        scores = self.label_scores(prompts, labels)
+        return [labels[max(range(len(labels)), key=row.__getitem__)] for row in scores]
+
+    def _label_tokens(self, prompt: str, label: str) -> list[int]:
+        """The tokens a label's answer adds after the prompt, ending with end-of-turn."""
+        eot = self._stop_ids_text()
+        prompt_ids = self._encode(prompt)
+        full = self._encode(prompt + label + eot)
+        if full[:len(prompt_ids)] == prompt_ids:
+            return full[len(prompt_ids):]
+        return self._encode(label + eot)
+
+    def _stop_ids_text(self) -> str:
+        """The end-of-turn marker as the chat template writes it (e.g. `<|im_end|>`)."""
+        from ftci.data.tokenizer import END_OF_TURN_TOKENS
+
+        vocab = self._tokenizer.get_vocab()
+        for token in END_OF_TURN_TOKENS:
+            if token in vocab and self._tokenizer.chat_template and \
+                    token in self._tokenizer.chat_template:
+                return token
+        return self._tokenizer.eos_token or ""
+
+    def _trie_forward(self, prompts: list[list[int]], trie: _Trie) -> list[list[float]]:
+        """One forward over [prompt | trie nodes] per row; the log-prob of each node's token."""
+        import torch
+
+        nodes = len(trie.tokens)
+        width = max(len(p) for p in prompts) + nodes
+        rows = len(prompts)
+        pad = self._tokenizer.pad_token_id
+        ids = torch.full((rows, width), pad, dtype=torch.long)
+        positions = torch.zeros((rows, width), dtype=torch.long)
+        allowed = torch.zeros((rows, width, width), dtype=torch.bool)
+        ancestors = [trie.ancestors(node) for node in range(nodes)]
+        for row, prompt in enumerate(prompts):
+            length = len(prompt)
+            ids[row, :length] = torch.tensor(prompt)
+            ids[row, length:length + nodes] = torch.tensor(trie.tokens)
+            positions[row, :length] = torch.arange(length)
+            positions[row, length:length + nodes] = length + torch.tensor(trie.depths)
+            allowed[row, :length, :length] = torch.tril(torch.ones(length, length,
+                                                                   dtype=torch.bool))
+            allowed[row, length:length + nodes, :length] = True
+            for node, chain in enumerate(ancestors):
+                allowed[row, length + node, [length + a for a in chain]] = True
+            for pad_at in range(length + nodes, width):  # padding attends to itself only
+                allowed[row, pad_at, pad_at] = True
+        dtype = next(self._model.parameters()).dtype
+        mask = torch.zeros((rows, 1, width, width), dtype=dtype)
+        mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+        with torch.inference_mode():
+            logits = self._model(input_ids=ids.to(self._device),
+                                 attention_mask=mask.to(self._device),
+                                 position_ids=positions.to(self._device)).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1).cpu()
+        out: list[list[float]] = []
+        for row, prompt in enumerate(prompts):
+            length = len(prompt)
+            sources = [length - 1 if parent == -1 else length + parent
+                       for parent in trie.parents]
+            picked = logprobs[row, sources, trie.tokens]
+            out.append(picked.tolist())
+        return out
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cut = len(text)
+    for stop in stops:
+        at = text.find(stop)
+        if at != -1:
+            cut = min(cut, at)
+    return text[:cut]

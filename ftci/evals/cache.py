@@ -1,0 +1,65 @@
+"""The eval output cache: model outputs keyed by what determines them.
+
+Key = sha256 of (model identity, backend, operation, the prompt messages, the labels or
+generation parameters). The identity is a digest of the weights, adapter and tokenizer files
+(`weights_identity`), never a model name: a retrained model cannot hit a stale entry, and
+several tests (or a rerun) on the same model share one generation pass.
+
+Stored in SQLite (`.ftci/cache/eval-outputs.sqlite`): each batch commits in one transaction,
+so a killed eval keeps what it finished and never leaves a half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def cache_key(identity: str, backend: str, operation: str, payload: Any) -> str:
+    text = json.dumps([identity, backend, operation, payload], sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class OutputCache:
+    """A persistent key -> JSON value map; safe to share between threads of one process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        with self._db:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS outputs "
+                             "(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, value FROM outputs WHERE key IN ({marks})",
+                                        chunk).fetchall()
+                found.update((key, json.loads(value)) for key, value in rows)
+        self.hits += len(found)
+        self.misses += len(set(keys)) - len(found)
+        return found
+
+    def put_many(self, entries: Iterable[tuple[str, Any]]) -> None:
+        rows = [(key, json.dumps(value, ensure_ascii=False)) for key, value in entries]
+        with self._lock, self._db:
+            self._db.executemany("INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)",
+                                 rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,49 @@
+"""results.json: everything one eval run measured, for reports and for later comparison.
+
+{schema, ftci_version, created_at, config, passed, exit_status,
+ candidate / baseline: {spec, description, backend, identity, details},
+ eval_sets: {split: {hash, n}},
+ gates: [{test, gate, metric, passed, value, n, interval, confidence, threshold, baseline,
+          comparison, message, worst, eval_set_hash, items: [{id, score, output, expected,
+          baseline_score?, baseline_output?}]}],
+ tests: {nodeid: passed|failed|error|skipped}, bad_input: [messages]}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ftci.evals.plugin import EvalSession
+
+SCHEMA_VERSION = 1
+
+
+def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
+                  ) -> dict[str, Any]:
+    from ftci import __version__
+    records = state.records
+    models: dict[str, Any] = {}
+    for role, model in state._models.items():
+        ref = model.ref
+        identity = ref.identity
+        models[role] = {"spec": ref.spec, "description": ref.description,
+                        "backend": ref.backend, "identity": identity, "details": ref.details}
+    gates = [record.to_dict() for record in records]
+    failed_tests = [node for node, outcome in outcomes.items() if outcome in ("failed", "error")]
+    return {
+        "schema": SCHEMA_VERSION,
+        "ftci_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": str(state._loaded.path) if state._loaded is not None else None,
+        "passed": not failed_tests and all(gate["passed"] for gate in gates),
+        "exit_status": int(exit_status),
+        "candidate": models.get("candidate"),
+        "baseline": models.get("baseline"),
+        "eval_sets": {split: {"hash": testset.hash, "n": len(testset)}
+                      for split, testset in state._testsets.items()},
+        "gates": gates,
+        "tests": dict(sorted(outcomes.items())),
+        "bad_input": list(state.bad_input),
+    }

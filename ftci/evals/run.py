@@ -1,0 +1,141 @@
+"""`ftci eval`: run the eval suites and declarative gates under pytest with the ftci plugin.
+
+Writes `.ftci/reports/<run>/results.json` and `junit.xml`. Exit codes follow DESIGN.md:
+0 every gate passed, 1 a gate (test) failed, 2 bad input (config, missing splits or models,
+no suites), 3 pytest's internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ftci.errors import BadInputError
+
+BUILTIN_PREFIX = "builtin:"
+
+
+@dataclass
+class EvalOutcome:
+    exit_code: int
+    report_dir: Path
+    results: dict[str, Any] | None
+    pytest_exit: int
+
+
+def builtin_suites_dir() -> Path:
+    """The ready-made suites shipped with ftci (the repository's top-level eval_suites/)."""
+    from importlib.resources import files
+
+    return Path(str(files("ftci.evals.suites")))
+
+
+def resolve_suites(suites: Sequence[str], root: Path) -> list[Path]:
+    paths: list[Path] = []
+    for suite in suites:
+        if suite.startswith(BUILTIN_PREFIX):
+            name = suite[len(BUILTIN_PREFIX):]
+            path = builtin_suites_dir() / f"test_{name}.py"
+            if not path.is_file():
+                known = sorted(p.stem[5:] for p in builtin_suites_dir().glob("test_*.py"))
+                raise BadInputError(f"no built-in eval suite {suite!r}",
+                                    hint="built-in suites: " + ", ".join(
+                                        BUILTIN_PREFIX + k for k in known))
+            paths.append(path)
+            continue
+        path = Path(suite)
+        path = path if path.is_absolute() else root / path
+        if not path.exists():
+            raise BadInputError(f"eval suite {suite!r} not found ({path})",
+                                hint="fix eval.suites in ftci.yaml or create the suite")
+        paths.append(path)
+    return paths
+
+
+def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
+             model: str | None = None, baseline: str | None = None,
+             suites: Sequence[str] = (), limit: int | None = None, use_cache: bool = True,
+             report_dir: Path | None = None, pytest_args: Sequence[str] = ()) -> EvalOutcome:
+    import pytest
+
+    from ftci.config import load_config
+
+    loaded = load_config(config_path, overrides)
+    root = loaded.root
+    chosen = list(suites) or list(loaded.config.eval.suites)
+    default_missing = not suites and chosen == ["eval_suites/"] and \
+        not (root / "eval_suites").exists()
+    paths = [] if default_missing else resolve_suites(chosen, root)
+    if not paths and not loaded.config.eval.gates:
+        raise BadInputError("nothing to evaluate: no eval suites and no eval.gates",
+                            hint="add gates under eval.gates in ftci.yaml, or suites "
+                                 "(eval.suites, e.g. builtin:classification)")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = report_dir or root / ".ftci" / "reports" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    results_path, junit_path = out / "results.json", out / "junit.xml"
+    args = [str(p) for p in paths]
+    if loaded.config.eval.gates:
+        args.append(str(loaded.path))
+    args += ["--ftci-config", str(loaded.path), "--ftci-results", str(results_path),
+             f"--junitxml={junit_path}", "-o", "junit_family=xunit2",
+             "--rootdir", str(root), "--import-mode=importlib", "-p", "no:cacheprovider",
+             "-q", "--tb=short", "-rfE"]
+    for override in overrides:
+        args += ["--ftci-set", override]
+    if model:
+        args += ["--ftci-model", model]
+    if baseline:
+        args += ["--ftci-baseline", baseline]
+    if limit is not None:
+        args += ["--ftci-limit", str(limit)]
+    if not use_cache:
+        args.append("--ftci-no-cache")
+    args += list(pytest_args)
+    code = int(pytest.main(args, plugins=[]))
+    results = _read(results_path)
+    return EvalOutcome(_exit_code(code, results), out, results, code)
+
+
+def _exit_code(pytest_code: int, results: dict[str, Any] | None) -> int:
+    if pytest_code == 0:
+        return 0
+    if pytest_code == 1:
+        return 2 if results and results.get("bad_input") else 1
+    if pytest_code == 2:
+        return 130
+    if pytest_code in (4, 5):
+        return 2
+    return 3
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    """The table `ftci eval` prints: one line per gate."""
+    rows = [("gate", "metric", "candidate", "baseline", "delta [CI]", "p", "result")]
+    for gate in results.get("gates", []):
+        comparison = gate.get("comparison") or {}
+        delta = comparison.get("delta")
+        interval = comparison.get("delta_interval") or comparison.get("interval")
+        delta_text = "" if delta is None else f"{delta:+.4f}"
+        if delta is not None and isinstance(interval, (list, tuple)) and len(interval) == 2:
+            delta_text += f" [{interval[0]:+.4f}, {interval[1]:+.4f}]"
+        p_value = comparison.get("p_value")
+        rows.append((gate["gate"], gate["metric"], f"{gate['value']:.4f}",
+                     "" if gate.get("baseline") is None else f"{gate['baseline']:.4f}",
+                     delta_text, "" if p_value is None else f"{p_value:.3g}",
+                     "pass" if gate["passed"] else "FAIL"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in rows]

@@ -1,0 +1,111 @@
+"""The pytest plugin and `ftci eval` on a real tiny model (tested with `pytester`).
+
+The candidate and baseline are real transformers models (the tiny random Llama); the suites
+are real pytest files using the plugin's fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ftci.cli import main
+from tests.evals.repo import make_eval_repo
+
+pytest_plugins = ["pytester"]
+
+SUITE = '''
+from ftci.evals.metrics import accuracy
+from ftci.evals.expect import expect
+
+def test_floor(candidate, testset):
+    expect(accuracy(candidate.classify(testset), testset)).at_least({floor})
+
+def test_vs_baseline(candidate, baseline, testset):
+    expect(accuracy(candidate.classify(testset), testset)).not_worse_than(
+        accuracy(baseline.classify(testset), testset), margin=0.01)
+
+def test_only_allowed_labels(candidate, testset, task):
+    assert set(candidate.classify(testset)) <= set(task.labels)
+'''
+
+
+@pytest.fixture
+def repo(tmp_path: Path, tiny_llama_dir: Path) -> Path:
+    return make_eval_repo(tmp_path / "repo", tiny_llama_dir, n_test=24)
+
+
+def test_plain_pytest_runs_a_suite_with_the_fixtures(pytester: pytest.Pytester, repo: Path,
+                                                     tiny_llama_dir: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE.format(floor=0.0))
+    results = repo.parent / "results.json"
+    run = pytester.runpytest_inprocess(
+        "--ftci-config", str(repo), "--ftci-model", str(tiny_llama_dir),
+        "--ftci-results", str(results), "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=3)
+    data = json.loads(results.read_text())
+    assert data["passed"] is True
+    assert data["candidate"]["backend"] == "hf" and data["baseline"]["spec"] == "base"
+    comparison = [g for g in data["gates"] if g["comparison"]][0]
+    # the same model on both sides: identical per-item scores, delta 0, gate passes
+    assert comparison["comparison"]["delta"] == 0 and comparison["passed"]
+    assert len(comparison["items"]) == 24 and "output" in comparison["items"][0]
+    assert data["eval_sets"]["test"]["n"] == 24
+
+
+def test_a_failing_floor_prints_the_numbers_a_reviewer_needs(
+        pytester: pytest.Pytester, repo: Path, tiny_llama_dir: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE.format(floor=0.99))
+    run = pytester.runpytest_inprocess("--ftci-config", str(repo), "--ftci-model",
+                                       str(tiny_llama_dir), "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=2, failed=1)
+    text = run.stdout.str()
+    assert "accuracy = " in text and "CI" in text and "n=24" in text
+    assert "expected at least 0.99" in text and "worst items:" in text
+
+
+def test_missing_splits_are_a_clear_error_not_a_traceback(
+        pytester: pytest.Pytester, repo: Path, tiny_llama_dir: Path) -> None:
+    (repo.parent / ".ftci" / "splits" / "test.jsonl").unlink()
+    pytester.makepyfile(test_suite=SUITE.format(floor=0.0))
+    run = pytester.runpytest_inprocess("--ftci-config", str(repo), "--ftci-model",
+                                       str(tiny_llama_dir), "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=0, errors=3)
+    text = run.stdout.str()
+    assert "no such split file" in text and "ftci data split" in text
+    assert "Traceback" not in text
+
+
+def test_ftci_eval_runs_declarative_gates_and_writes_reports(repo: Path,
+                                                             tiny_llama_dir: Path) -> None:
+    gates = ("    - {metric: accuracy, min: 0.0}\n"
+             "    - {metric: macro_f1, not_worse_than: baseline, margin: 0.01}\n")
+    config = make_eval_repo(repo.parent, tiny_llama_dir, gates=gates, n_test=24)
+    result = CliRunner().invoke(main, ["eval", "-c", str(config), "--model",
+                                       str(tiny_llama_dir)])
+    assert result.exit_code == 0, result.output
+    report_dirs = list((repo.parent / ".ftci" / "reports").iterdir())
+    assert len(report_dirs) == 1
+    data = json.loads((report_dirs[0] / "results.json").read_text())
+    assert [g["metric"] for g in data["gates"]] == ["accuracy", "macro_f1"]
+    junit = (report_dirs[0] / "junit.xml").read_text()
+    assert 'tests="2"' in junit and "gate[accuracy&gt;=0]" in junit
+    assert "macro_f1" in result.output and "pass" in result.output
+
+    tight = make_eval_repo(repo.parent, tiny_llama_dir, n_test=24,
+                           gates="    - {metric: accuracy, min: 0.99}\n")
+    result = CliRunner().invoke(main, ["eval", "-c", str(tight), "--model",
+                                       str(tiny_llama_dir)])
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output and "expected at least 0.99" in result.output
+
+
+def test_unknown_metric_in_a_gate_is_bad_input(repo: Path, tiny_llama_dir: Path) -> None:
+    config = make_eval_repo(repo.parent, tiny_llama_dir,
+                            gates="    - {metric: acuracy, min: 0.5}\n")
+    result = CliRunner().invoke(main, ["eval", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "did you mean `accuracy`" in result.output
