@@ -284,12 +284,28 @@ class GateConfig(Section):
         return self
 
 
+class ForgettingConfig(Section):
+    """Catastrophic forgetting: candidate vs base model on generic text."""
+
+    max_kl: float = Field(0.5, gt=0, description="Largest mean per-token KL(base || candidate).")
+    max_drift: float = Field(
+        0.5, gt=0, description="Largest drop of mean per-token log-likelihood (nats).")
+    passages: str | None = Field(
+        None, description="JSONL of {id, text} to use instead of the shipped generic passages.")
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list, description="lm-eval task names or task YAML paths, run on both.")
+    lm_eval_limit: int | None = Field(None, ge=1, description="Items per lm-eval task.")
+    margin: float = Field(0.02, ge=0, description="Allowed drop on lm-eval tasks (paired).")
+
+
 class EvalConfig(Section):
     suites: list[str] = Field(
-        default_factory=lambda: ["eval_suites/"], description="pytest files or directories."
+        default_factory=lambda: ["eval_suites/"],
+        description="pytest files or directories; builtin:NAME for a ready-made suite.",
     )
     baseline: str = Field("base", description="base, production, or a model path/URL.")
     gates: list[GateConfig] = Field(default_factory=list)
+    forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
 
 
 class ReleaseConfig(Section):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -113,7 +113,8 @@ class Expectation:
             raise AssertionError(_failure_text(headline, worst))
         return result
 
-    def _compare(self, baseline: MetricResult, test: str, margin: float,
+    def _compare(self, baseline: MetricResult, test: Literal["non_inferiority", "superiority"],
+                 margin: float,
                  confidence: float) -> MetricResult:
         __tracebackhide__ = True
         from ftci.evals.stats import compare, confidence_interval

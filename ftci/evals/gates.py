@@ -28,9 +28,8 @@ def gate_metric(session: EvalSession, role: str, metric: str, split: str,
         return forgetting_metric(session, role, metric)
     testset = session.testset(split)
     outputs = session.outputs(role, split)
-    arguments = spec.arguments_from(session.loaded.config.task)
+    arguments = spec.arguments_from(session.loaded.config.task, params)
     if "schema" in arguments and isinstance(arguments["schema"], str):
         schema = Path(arguments["schema"])
         arguments["schema"] = schema if schema.is_absolute() else session.loaded.root / schema
-    arguments.update(params or {})
     return spec.function(outputs, testset, **arguments)

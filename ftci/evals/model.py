@@ -98,7 +98,7 @@ class EvalModel:
         missing = sorted({key: i for i, key in enumerate(keys) if key not in found}.values())
         if missing:
             computed = compute([payloads[i] for i in missing])
-            fresh = {keys[i]: value for i, value in zip(missing, computed)}
+            fresh = {keys[i]: value for i, value in zip(missing, computed, strict=True)}
             self.cache.put_many(fresh.items())
             found.update(fresh)
         return [found[key] for key in keys]

@@ -3,6 +3,7 @@
 Fixtures (session-scoped, lazy: nothing loads until a test asks):
   `task` (task section of ftci.yaml), `testset` / `valset` (`Testset` of the split files),
   `candidate` / `baseline` (`EvalModel`: classify, generate, loglikelihood; cached outputs),
+  `base` (the config's base model, for forgetting),
   `ftci_config` (the loaded config).
 Declarative gates: pass `ftci.yaml` on the command line (`ftci eval` does) and each
 `eval.gates` entry becomes a test item `ftci.yaml::gate[accuracy>=0.85]`.
@@ -109,8 +110,9 @@ class EvalSession:
             from ftci.evals.model import EvalModel
             from ftci.evals.resolve import resolve_model
 
-            spec = (self.option("ftci_model") if role == "candidate"
-                    else self.option("ftci_baseline") or self.loaded.config.eval.baseline)
+            spec = {"candidate": self.option("ftci_model"), "base": "base",
+                    "baseline": self.option("ftci_baseline") or self.loaded.config.eval.baseline
+                    }[role]
             self._models[role] = EvalModel(resolve_model(spec, role=role, loaded=self.loaded),
                                            self.cache)
         return self._models[role]
@@ -214,6 +216,13 @@ def candidate(request: pytest.FixtureRequest) -> EvalModel:
 def baseline(request: pytest.FixtureRequest) -> EvalModel:
     session = _session(request)
     return _guard(session, lambda: session.model("baseline"))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def base(request: pytest.FixtureRequest) -> EvalModel:
+    """The config's base model, whatever the baseline is (forgetting is measured against it)."""
+    session = _session(request)
+    return _guard(session, lambda: session.model("base"))  # type: ignore[no-any-return]
 
 
 # ---- declarative gates (eval.gates in ftci.yaml) ------------------------------------------------

@@ -137,5 +137,5 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                      delta_text, "" if p_value is None else f"{p_value:.3g}",
                      "pass" if gate["passed"] else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
             for row in rows]

@@ -74,7 +74,8 @@ class MetricResult:
                 {"id": item_id, "score": float(score),
                  **({"output": self.predictions[i]} if self.predictions else {}),
                  **({"expected": self.references[i]} if self.references else {})}
-                for i, (item_id, score) in enumerate(zip(self.item_ids, self.item_scores))]
+                for i, (item_id, score) in enumerate(
+                    zip(self.item_ids, self.item_scores, strict=True))]
         return out
 
 

@@ -109,3 +109,23 @@ def test_unknown_metric_in_a_gate_is_bad_input(repo: Path, tiny_llama_dir: Path)
     result = CliRunner().invoke(main, ["eval", "-c", str(config)])
     assert result.exit_code == 2
     assert "did you mean `accuracy`" in result.output
+
+
+def test_builtin_suites_run_by_name_and_skip_other_task_types(repo: Path,
+                                                              tiny_llama_dir: Path) -> None:
+    """The random tiny model scores and generates badly: the paired gates pass (it is its own
+    baseline) while the generation check fails, and the style suite skips with its reason."""
+    report = repo.parent / "report"
+    result = CliRunner().invoke(main, ["eval", "-c", str(repo), "--model", str(tiny_llama_dir),
+                                       "--report-dir", str(report),
+                                       "builtin:classification", "builtin:style"])
+    assert result.exit_code == 1, result.output
+    data = json.loads((report / "results.json").read_text())
+    outcomes = {node.rsplit("::", 1)[-1]: outcome for node, outcome in data["tests"].items()}
+    assert outcomes["test_accuracy_not_worse_than_baseline"] == "passed"
+    assert outcomes["test_generated_answers_are_labels"] == "failed"
+    assert outcomes["test_rouge_l_not_worse_than_baseline"] == "skipped"
+    assert "generated answers are not a label" in result.output
+
+    result = CliRunner().invoke(main, ["eval", "-c", str(repo), "builtin:clasification"])
+    assert result.exit_code == 2 and "builtin:classification" in result.output

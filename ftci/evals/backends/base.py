@@ -36,7 +36,9 @@ class GenerationParams:
 @runtime_checkable
 class ModelBackend(Protocol):
     name: str  # "hf", "openai", "vllm"
-    identity: str | None
+
+    @property
+    def identity(self) -> str | None: ...
 
     def generate(self, prompts: Sequence[Chat], params: GenerationParams) -> list[str]: ...
 

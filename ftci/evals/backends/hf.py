@@ -20,13 +20,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ftci.errors import BadInputError
 from ftci.evals.backends.base import Chat, GenerationParams
-
-if TYPE_CHECKING:
-    import torch
 
 TOKENIZER_SOURCE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
@@ -132,8 +129,8 @@ class HFBackend:
             (self.adapter_dir / name).is_file() for name in TOKENIZER_SOURCE_FILES) \
             else self.model_dir
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype,
-                                                     local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype,
+                                                          local_files_only=True)
         if self.adapter_dir is not None and (self.adapter_dir / "adapter_config.json").is_file():
             from peft import PeftModel
 
@@ -144,6 +141,11 @@ class HFBackend:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._tokenizer, self._model, self._device = tokenizer, model, device
+
+    def loaded(self) -> tuple[Any, Any, str]:
+        """(model, tokenizer, device), loading them first: for code that needs the logits."""
+        self._load()
+        return self._model, self._tokenizer, self._device
 
     def close(self) -> None:
         self._model = None
@@ -232,8 +234,6 @@ class HFBackend:
     # ---- classify ------------------------------------------------------------------------------
     def label_scores(self, prompts: Sequence[Chat], labels: Sequence[str]) -> list[list[float]]:
         """Log-likelihood of every label (plus end-of-turn) after every prompt."""
-        import torch
-
         self._load()
         if not labels:
             raise BadInputError("classify needs the allowed labels (task.labels)")
@@ -252,7 +252,6 @@ class HFBackend:
             for row, index in enumerate(batch):
                 results[index] = [float(sum(logprobs[row][node] for node in path))
                                   for path in trie.paths]
-        del torch
         return results
 
     def classify(self, prompts: Sequence[Chat], labels: Sequence[str]) -> list[str]:
