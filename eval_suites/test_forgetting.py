@@ -1,0 +1,1 @@
+../ftci/evals/suites/test_forgetting.py
