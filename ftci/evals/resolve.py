@@ -112,14 +112,18 @@ def _hf_ref(role: str, spec: str, model_dir: Path, adapter_dir: Path | None,
 
 def _endpoint_ref(url: str, role: str) -> ModelRef:
     base_url, _, served = url.partition("#")
+    if not served:
+        raise BadInputError(f"{role} endpoint {url!r} does not name the served model",
+                            hint=f"append it: {base_url}#NAME (GET {base_url.rstrip('/')}"
+                                 "/models lists the names)")
 
     def build() -> ModelBackend:
         from ftci.evals.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(base_url, served or None)  # type: ignore[arg-type]
+        return OpenAIBackend(base_url, served)
 
-    return ModelRef(role, url, "openai", f"endpoint {base_url} ({served or 'served model'})",
-                    build, None, {"base_url": base_url, "served_model": served or None})
+    return ModelRef(role, url, "openai", f"endpoint {base_url} ({served})",
+                    build, None, {"base_url": base_url, "served_model": served})
 
 
 def _vllm_ref(path_text: str, role: str, loaded: LoadedConfig) -> ModelRef:
@@ -133,7 +137,7 @@ def _vllm_ref(path_text: str, role: str, loaded: LoadedConfig) -> ModelRef:
     def build() -> ModelBackend:
         from ftci.evals.backends.vllm import VLLMBackend
 
-        return VLLMBackend(path)  # type: ignore[call-arg]
+        return VLLMBackend(path)
 
     return ModelRef(role, f"vllm:{path_text}", "vllm", f"vLLM engine on {path}", build, None,
                     {"model_dir": str(path)})
