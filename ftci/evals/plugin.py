@@ -183,6 +183,11 @@ def _guard(session: EvalSession, build: Any) -> Any:
         pytest.fail(f"{exc}" + (f"\nhint: {hint}" if hint else ""), pytrace=False)
 
 
+def _from_session(request: pytest.FixtureRequest, get: Any) -> Any:
+    session = _session(request)
+    return _guard(session, lambda: get(session))
+
+
 @pytest.fixture(scope="session")
 def ftci_config(request: pytest.FixtureRequest) -> LoadedConfig:
     session = _session(request)
@@ -196,33 +201,28 @@ def task(ftci_config: LoadedConfig) -> Any:
 
 @pytest.fixture(scope="session")
 def testset(request: pytest.FixtureRequest) -> Testset:
-    session = _session(request)
-    return _guard(session, lambda: session.testset("test"))  # type: ignore[no-any-return]
+    return _from_session(request, lambda session: session.testset("test"))
 
 
 @pytest.fixture(scope="session")
 def valset(request: pytest.FixtureRequest) -> Testset:
-    session = _session(request)
-    return _guard(session, lambda: session.testset("val"))  # type: ignore[no-any-return]
+    return _from_session(request, lambda session: session.testset("val"))
 
 
 @pytest.fixture(scope="session")
 def candidate(request: pytest.FixtureRequest) -> EvalModel:
-    session = _session(request)
-    return _guard(session, lambda: session.model("candidate"))  # type: ignore[no-any-return]
+    return _from_session(request, lambda session: session.model("candidate"))
 
 
 @pytest.fixture(scope="session")
 def baseline(request: pytest.FixtureRequest) -> EvalModel:
-    session = _session(request)
-    return _guard(session, lambda: session.model("baseline"))  # type: ignore[no-any-return]
+    return _from_session(request, lambda session: session.model("baseline"))
 
 
 @pytest.fixture(scope="session")
 def base(request: pytest.FixtureRequest) -> EvalModel:
     """The config's base model, whatever the baseline is (forgetting is measured against it)."""
-    session = _session(request)
-    return _guard(session, lambda: session.model("base"))  # type: ignore[no-any-return]
+    return _from_session(request, lambda session: session.model("base"))
 
 
 # ---- declarative gates (eval.gates in ftci.yaml) ------------------------------------------------

@@ -121,20 +121,28 @@ def _read(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _p_text(p_value: float | None) -> str:
+    if p_value is None:
+        return ""
+    return "<0.0001" if p_value < 1e-4 else f"{p_value:.3g}"
+
+
 def summary_lines(results: dict[str, Any]) -> list[str]:
     """The table `ftci eval` prints: one line per gate."""
     rows = [("gate", "metric", "candidate", "baseline", "delta [CI]", "p", "result")]
     for gate in results.get("gates", []):
         comparison = gate.get("comparison") or {}
         delta = comparison.get("delta")
-        interval = comparison.get("delta_interval") or comparison.get("interval")
+        interval = comparison.get("interval") or {}
         delta_text = "" if delta is None else f"{delta:+.4f}"
-        if delta is not None and isinstance(interval, (list, tuple)) and len(interval) == 2:
-            delta_text += f" [{interval[0]:+.4f}, {interval[1]:+.4f}]"
+        if delta is not None and "low" in interval:
+            delta_text += f" [{interval['low']:+.4f}, {interval['high']:+.4f}]"
         p_value = comparison.get("p_value")
-        rows.append((gate["gate"], gate["metric"], f"{gate['value']:.4f}",
+        low, high = (gate.get("interval") or [None, None])[:2]
+        value = f"{gate['value']:.4f}" + ("" if low is None else f" [{low:.4f}, {high:.4f}]")
+        rows.append((gate["gate"], gate["metric"], value,
                      "" if gate.get("baseline") is None else f"{gate['baseline']:.4f}",
-                     delta_text, "" if p_value is None else f"{p_value:.3g}",
+                     delta_text, _p_text(p_value),
                      "pass" if gate["passed"] else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

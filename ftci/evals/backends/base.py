@@ -47,3 +47,13 @@ class ModelBackend(Protocol):
     def loglikelihood(self, requests: Sequence[tuple[Chat, str]]) -> list[float]: ...
 
     def close(self) -> None: ...
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """`text` up to the first of `stops` (servers and `generate` may run past a stop string)."""
+    cut = len(text)
+    for stop in stops:
+        at = text.find(stop)
+        if at != -1:
+            cut = min(cut, at)
+    return text[:cut]

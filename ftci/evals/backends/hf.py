@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ftci.errors import BadInputError
-from ftci.evals.backends.base import Chat, GenerationParams
+from ftci.evals.backends.base import Chat, GenerationParams, cut_at_stop
 
 TOKENIZER_SOURCE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
@@ -100,6 +100,7 @@ class HFBackend:
         self._model: Any = None
         self._tokenizer: Any = None
         self._stop_ids: list[int] = []
+        self._prefix: tuple[tuple[int, ...], Any] | None = None
 
     # ---- identity and loading ---------------------------------------------------------------
     @property
@@ -192,7 +193,7 @@ class HFBackend:
                                                  attention_mask=mask.to(self._device), **options)
             for row, index in enumerate(batch):
                 text = tokenizer.decode(generated[row, width:], skip_special_tokens=True)
-                outputs[index] = _cut_at_stop(text, params.stop).strip()
+                outputs[index] = cut_at_stop(text, params.stop).strip()
         return outputs
 
     # ---- loglikelihood -------------------------------------------------------------------------
@@ -242,17 +243,41 @@ class HFBackend:
                             for label in labels])
         encoded = [self._encode(text) for text in rendered]
         results: list[list[float]] = [[] for _ in encoded]
+        if not encoded:
+            return results
+        # The system prompt and chat header are the same for every item: run them once and
+        # let every row attend to their cached keys and values. One token stays per row so
+        # the first label token has a row-specific predecessor.
+        prefix_len = min(_common_prefix(encoded), min(len(tokens) for tokens in encoded) - 1)
+        prefix = self._prefix_cache(encoded[0][:prefix_len]) if prefix_len >= 8 else None
+        if prefix is None:
+            prefix_len = 0
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         nodes = len(trie.tokens)
         # rows per pass: keep (rows x sequence^2) attention masks modest
         per_pass = max(1, min(self.batch_size, 4096 // max(1, nodes)))
         for start in range(0, len(order), per_pass):
             batch = order[start:start + per_pass]
-            logprobs = self._trie_forward([encoded[i] for i in batch], trie)
+            logprobs = self._trie_forward([encoded[i][prefix_len:] for i in batch], trie,
+                                          prefix, prefix_len)
             for row, index in enumerate(batch):
                 results[index] = [float(sum(logprobs[row][node] for node in path))
                                   for path in trie.paths]
         return results
+
+    def _prefix_cache(self, prefix: list[int]) -> Any:
+        """Keys and values of a shared prompt prefix (kept for the next call with the same)."""
+        import torch
+
+        key = tuple(prefix)
+        if self._prefix is not None and self._prefix[0] == key:
+            return self._prefix[1]
+        with torch.inference_mode():
+            out = self._model(input_ids=torch.tensor([prefix], device=self._device),
+                              use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        self._prefix = (key, cache)
+        return cache
 
     def classify(self, prompts: Sequence[Chat], labels: Sequence[str]) -> list[str]:
         scores = self.label_scores(prompts, labels)
@@ -278,8 +303,14 @@ class HFBackend:
                 return token
         return self._tokenizer.eos_token or ""
 
-    def _trie_forward(self, prompts: list[list[int]], trie: _Trie) -> list[list[float]]:
-        """One forward over [prompt | trie nodes] per row; the log-prob of each node's token."""
+    def _trie_forward(self, prompts: list[list[int]], trie: _Trie, prefix: Any,
+                      prefix_len: int) -> list[list[float]]:
+        """One forward over [prompt | trie nodes] per row, after a cached shared prefix of
+        `prefix_len` tokens; the log-prob of each node's token. Logits are computed only at
+        the positions that predict a node (the LM head is a fifth of a small model's work)."""
+        import copy
+        import inspect
+
         import torch
 
         nodes = len(trie.tokens)
@@ -288,43 +319,58 @@ class HFBackend:
         pad = self._tokenizer.pad_token_id
         ids = torch.full((rows, width), pad, dtype=torch.long)
         positions = torch.zeros((rows, width), dtype=torch.long)
-        allowed = torch.zeros((rows, width, width), dtype=torch.bool)
+        allowed = torch.zeros((rows, width, prefix_len + width), dtype=torch.bool)
         ancestors = [trie.ancestors(node) for node in range(nodes)]
+        depths = torch.tensor(trie.depths)
+        parents = torch.tensor(trie.parents)
+        sources = torch.zeros((rows, nodes), dtype=torch.long)
         for row, prompt in enumerate(prompts):
-            length = len(prompt)
+            length, end = len(prompt), len(prompt) + nodes
             ids[row, :length] = torch.tensor(prompt)
-            ids[row, length:length + nodes] = torch.tensor(trie.tokens)
-            positions[row, :length] = torch.arange(length)
-            positions[row, length:length + nodes] = length + torch.tensor(trie.depths)
-            allowed[row, :length, :length] = torch.tril(torch.ones(length, length,
-                                                                   dtype=torch.bool))
-            allowed[row, length:length + nodes, :length] = True
+            ids[row, length:end] = torch.tensor(trie.tokens)
+            positions[row, :length] = prefix_len + torch.arange(length)
+            positions[row, length:end] = prefix_len + length + depths
+            positions[row, end:] = prefix_len + length  # padding: any in-range position
+            allowed[row, :end, :prefix_len] = True
+            allowed[row, :length, prefix_len:prefix_len + length] = torch.tril(
+                torch.ones(length, length, dtype=torch.bool))
+            allowed[row, length:end, prefix_len:prefix_len + length] = True
             for node, chain in enumerate(ancestors):
-                allowed[row, length + node, [length + a for a in chain]] = True
-            for pad_at in range(length + nodes, width):  # padding attends to itself only
-                allowed[row, pad_at, pad_at] = True
+                allowed[row, length + node, [prefix_len + length + a for a in chain]] = True
+            for pad_at in range(end, width):  # padding attends to itself only
+                allowed[row, pad_at, prefix_len + pad_at] = True
+            sources[row] = torch.where(parents == -1, length - 1, length + parents)
         dtype = next(self._model.parameters()).dtype
-        mask = torch.zeros((rows, 1, width, width), dtype=dtype)
+        mask = torch.zeros((rows, 1, width, prefix_len + width), dtype=dtype)
         mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+        options: dict[str, Any] = {}
+        decoder = self._model.get_decoder()
+        if prefix is not None:
+            cache = copy.deepcopy(prefix)
+            cache.batch_repeat_interleave(rows)
+            # transformers 5.2x renamed `past_key_values` to `cache`; accept either
+            takes_cache = "cache" in inspect.signature(decoder.forward).parameters
+            options["cache" if takes_cache else "past_key_values"] = cache
         with torch.inference_mode():
-            logits = self._model(input_ids=ids.to(self._device),
-                                 attention_mask=mask.to(self._device),
-                                 position_ids=positions.to(self._device)).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1).cpu()
-        out: list[list[float]] = []
-        for row, prompt in enumerate(prompts):
-            length = len(prompt)
-            sources = [length - 1 if parent == -1 else length + parent
-                       for parent in trie.parents]
-            picked = logprobs[row, sources, trie.tokens]
-            out.append(picked.tolist())
-        return out
+            hidden = decoder(
+                input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
+                position_ids=positions.to(self._device), use_cache=prefix is not None,
+                **options).last_hidden_state
+            picked_hidden = hidden[torch.arange(rows)[:, None], sources.to(self._device)]
+            logits = self._model.get_output_embeddings()(picked_hidden).float()
+            logprobs = torch.log_softmax(logits, dim=-1).cpu()
+        tokens = torch.tensor(trie.tokens)
+        picked = logprobs.gather(2, tokens.expand(rows, nodes)[..., None])[..., 0]
+        return [row.tolist() for row in picked]
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = len(text)
-    for stop in stops:
-        at = text.find(stop)
-        if at != -1:
-            cut = min(cut, at)
-    return text[:cut]
+def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix every sequence shares."""
+    first = sequences[0]
+    length = min(len(sequence) for sequence in sequences)
+    for sequence in sequences[1:]:
+        same = 0
+        while same < length and sequence[same] == first[same]:
+            same += 1
+        length = same
+    return length

@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
 from ftci.errors import BadInputError, InfraError
-from ftci.evals.backends.base import Chat, GenerationParams
+from ftci.evals.backends.base import Chat, GenerationParams, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -361,14 +361,6 @@ def closest_label(answer: str, labels: Sequence[str]) -> str:
         return labels[max(mentioned, key=lambda i: len(folded[i]))]
     return labels[best]
 
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = len(text)
-    for stop in stops:
-        at = text.find(stop)
-        if at != -1:
-            cut = min(cut, at)
-    return text[:cut]
 
 
 def _fold(text: str) -> str:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ftci.errors import BadInputError, InfraError
-from ftci.evals.backends.base import Chat, GenerationParams
-from ftci.evals.backends.openai import continuation_tokens, cut_at_stop, end_of_turn_text
+from ftci.evals.backends.base import Chat, GenerationParams, cut_at_stop
+from ftci.evals.backends.openai import continuation_tokens, end_of_turn_text
 
 
 class VLLMBackend:
