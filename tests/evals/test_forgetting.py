@@ -23,11 +23,11 @@ from ftci.evals.backends.hf import HFBackend
 from ftci.evals.cache import OutputCache
 from ftci.evals.forgetting import (
     forgetting_scores,
-    lm_eval_comparison,
     load_passages,
     model_forgetting,
     passages_hash,
 )
+from ftci.evals.lm_eval_tasks import lm_eval_comparison
 from ftci.evals.model import EvalModel, ModelRef
 from tests.evals.repo import banking_rows, make_eval_repo
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from ftci.evals.expect import expect
-from ftci.evals.forgetting import configured_passages, lm_eval_comparison, model_forgetting
+from ftci.evals.forgetting import configured_passages, model_forgetting
+from ftci.evals.lm_eval_tasks import lm_eval_comparison
 
 NO_TASKS = "no eval.forgetting.lm_eval_tasks configured"
 
