@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftci.config.suggest import closest
 from ftci.errors import BadInputError
-from ftci.evals.metrics._common import (
-    TASK_TYPES,
-)
+from ftci.evals.metrics._common import TASK_TYPES
 from ftci.evals.metrics.classification import accuracy, macro_f1, micro_f1
 from ftci.evals.metrics.structured import (
     field_f1,
