@@ -1,0 +1,1 @@
+"""GitHub CI glue: the Action's runner, change planning and the fork-PR trust check."""
