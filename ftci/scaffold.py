@@ -15,6 +15,9 @@ from ftci.tasks import TASK_TYPES
 
 DEFAULT_BASE_MODEL = "starter:smollm2-135m-instruct"
 GITIGNORE_LINE = ".ftci/"
+# Where the reusable workflows and the Action live: the workflow `ftci init` writes calls them.
+FTCI_REPOSITORY = "ftci-dev/ftci"
+WORKFLOW_PATH = ".github/workflows/ftci.yml"
 
 # Per task: the `task:` block, the declarative gates, a note and one example record.
 _TASKS: dict[str, dict[str, Any]] = {
@@ -111,7 +114,8 @@ def _render(template: str, values: dict[str, str]) -> str:
 
 def init_repository(directory: Path, task: str, *, name: str | None = None,
                     base_model: str = DEFAULT_BASE_MODEL, force: bool = False) -> InitResult:
-    """Write ftci.yaml, its schema, data/README.md, a starter eval suite and .gitignore."""
+    """Write ftci.yaml, its schema, data/README.md, a starter eval suite, the GitHub workflow
+    (.github/workflows/ftci.yml) and .gitignore."""
     if task not in _TASKS:
         raise BadInputError(f"unknown task type {task!r}", hint="one of " + ", ".join(TASK_TYPES))
     if directory.exists() and not directory.is_dir():
@@ -134,6 +138,7 @@ def init_repository(directory: Path, task: str, *, name: str | None = None,
         "ftci.schema.json": json.dumps(json_schema(), indent=2) + "\n",
         "data/README.md": _render("data-README.md.tmpl", values),
         "eval_suites/test_starter.py": _render("test_starter.py.tmpl", values),
+        WORKFLOW_PATH: render_workflow(),
     }
     existing = [relative for relative in files if (directory / relative).exists()]
     if existing and not force:
@@ -147,6 +152,14 @@ def init_repository(directory: Path, task: str, *, name: str | None = None,
         result.written.append(directory / relative)
     result.gitignore_updated = _ensure_gitignored(directory / ".gitignore")
     return result
+
+
+def render_workflow(repository: str = FTCI_REPOSITORY, ref: str | None = None) -> str:
+    """The pull-request workflow that calls ftci's reusable workflow at `ref` (this version)."""
+    from ftci import __version__
+
+    return _render("ftci-workflow.yml.tmpl",
+                   {"ftci_repository": repository, "ftci_ref": ref or f"v{__version__}"})
 
 
 def _ensure_gitignored(gitignore: Path) -> bool:

@@ -50,7 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Do not read or write the eval output cache.")
 
 
-@dataclass
+@dataclass(eq=False)  # registered as a pytest plugin object: must stay hashable
 class EvalSession:
     """What one pytest session shares: the config, test sets, models and the output cache."""
 

