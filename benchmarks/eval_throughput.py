@@ -74,6 +74,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from _machine import cpu_busy_s  # benchmarks/ is on sys.path when a script runs
+
 REPO = Path(__file__).resolve().parents[1]
 STARTER = "starter:smollm2-135m-instruct"
 SYSTEM = "Classify the customer message. Answer with the label only."
@@ -120,16 +122,6 @@ def model_dir(explicit: str | None) -> Path:
 
 
 # ---- timing ------------------------------------------------------------------------------------
-
-
-def cpu_busy_s() -> float | None:
-    """Seconds of CPU time every process on the machine has used (Linux /proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class Window:

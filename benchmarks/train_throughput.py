@@ -70,6 +70,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_busy_s  # benchmarks/ is on sys.path when a script runs
+
 REPO = Path(__file__).resolve().parents[1]
 STARTER = "starter:smollm2-135m-instruct"
 TARGET = 1.5
@@ -157,16 +159,6 @@ def counting(collator_class: type) -> type:
 
     Counting.notes = deque()
     return Counting
-
-
-def cpu_busy_s() -> float | None:
-    """Seconds of CPU time every process on the machine has used (Linux /proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def meter_callback(notes: deque, warmup: int, steps: int) -> Any:
