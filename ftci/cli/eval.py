@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import click
@@ -38,10 +40,14 @@ def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
     require_trusted_event()
     from ftci.evals.run import run_eval, summary_lines
 
-    outcome = run_eval(config_path, overrides, model=model, baseline=baseline, suites=suites,
-                       limit=limit, use_cache=not no_cache, report_dir=report_dir)
+    as_json = wants_json(ctx)
+    # With --json, stdout carries only the JSON document; pytest's progress goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        outcome = run_eval(config_path, overrides, model=model, baseline=baseline,
+                           suites=suites, limit=limit, use_cache=not no_cache,
+                           report_dir=report_dir)
     results = outcome.results or {}
-    if wants_json(ctx):
+    if as_json:
         emit_json({"exit_code": outcome.exit_code, "report_dir": str(outcome.report_dir),
                    "passed": results.get("passed"), "gates": [
                        {k: g[k] for k in ("test", "gate", "metric", "passed", "value",

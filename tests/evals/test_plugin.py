@@ -129,3 +129,19 @@ def test_builtin_suites_run_by_name_and_skip_other_task_types(repo: Path,
 
     result = CliRunner().invoke(main, ["eval", "-c", str(repo), "builtin:clasification"])
     assert result.exit_code == 2 and "builtin:classification" in result.output
+
+
+def test_json_output_is_one_document_on_stdout(repo: Path, tiny_llama_dir: Path) -> None:
+    """`ftci --json eval` keeps pytest's progress off stdout: the Action parses stdout."""
+    import subprocess
+    import sys
+
+    config = make_eval_repo(repo.parent, tiny_llama_dir, n_test=12,
+                            gates="    - {metric: accuracy, min: 0.0}\n")
+    done = subprocess.run([sys.executable, "-m", "ftci", "--json", "eval", "-c", str(config),
+                           "--model", str(tiny_llama_dir)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
+    assert data["passed"] is True and data["gates"][0]["metric"] == "accuracy"
+    assert "passed" in done.stderr  # pytest's summary line went to stderr
