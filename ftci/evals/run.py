@@ -74,8 +74,7 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
         raise BadInputError("nothing to evaluate: no eval suites and no eval.gates",
                             hint="add gates under eval.gates in ftci.yaml, or suites "
                                  "(eval.suites, e.g. builtin:classification)")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = report_dir or root / ".ftci" / "reports" / stamp
+    out = report_dir or _new_report_dir(root / ".ftci" / "reports")
     out.mkdir(parents=True, exist_ok=True)
     results_path, junit_path = out / "results.json", out / "junit.xml"
     args = [str(p) for p in paths]
@@ -99,6 +98,20 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
     code = int(pytest.main(args, plugins=[]))
     results = _read(results_path)
     return EvalOutcome(_exit_code(code, results), out, results, code)
+
+
+def _new_report_dir(reports: Path) -> Path:
+    """`.ftci/reports/<UTC time>/`, made unique (two evals can start in the same second)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    reports.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", *(f"-{n}" for n in range(2, 1000))):
+        candidate = reports / f"{stamp}{suffix}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free report directory under {reports}")
 
 
 def _exit_code(pytest_code: int, results: dict[str, Any] | None) -> int:
