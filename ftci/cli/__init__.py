@@ -13,6 +13,7 @@ from ftci.cli.init import init_command
 from ftci.cli.models import models_group
 from ftci.cli.plan import plan_command
 from ftci.cli.report import report_command
+from ftci.cli.run import run_command
 from ftci.cli.train import train_command
 
 EPILOG = (
@@ -41,4 +42,5 @@ main.add_command(init_command)
 main.add_command(models_group)
 main.add_command(plan_command)
 main.add_command(report_command)
+main.add_command(run_command)
 main.add_command(train_command)

@@ -54,7 +54,8 @@ def resolve_model(spec: str | None, *, role: str, loaded: LoadedConfig) -> Model
         if matches:
             path = matches[0]
     if (path / "manifest.json").is_file() and (path / "inputs.json").is_file():
-        run = find_cached(path.parent.parent, path.name) if path.parent.name == "runs" else None
+        in_runs = path.parent.name == "runs" and path.parent.parent.name == ".ftci"
+        run = find_cached(path.parent.parent.parent, path.name) if in_runs else None  # <root>
         if run is None:
             raise BadInputError(f"{path} is not a complete training run",
                                 hint="finish it with `ftci train` (it resumes)")
