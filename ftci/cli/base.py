@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -66,6 +67,11 @@ def wants_json(ctx: click.Context | None) -> bool:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+config_path_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    help="ftci.yaml or its directory (default: ./ftci.yaml).")
 
 
 def config_options(func: Any) -> Any:

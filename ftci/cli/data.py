@@ -7,11 +7,7 @@ from pathlib import Path
 
 import click
 
-from ftci.cli.base import config_options, emit_json, wants_json
-
-config_option = click.option(
-    "-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-    help="ftci.yaml or its directory (default: ./ftci.yaml).")
+from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
 
 
 @click.group("data")
@@ -20,7 +16,7 @@ def data_group() -> None:
 
 
 @data_group.command("check")
-@config_option
+@config_path_option
 @config_options
 @click.option("--markdown", "markdown_out", type=click.Path(path_type=Path), default=None,
               help="Also write the report as Markdown (e.g. $GITHUB_STEP_SUMMARY); '-' prints it.")
@@ -52,7 +48,7 @@ def check_command(ctx: click.Context, config_path: Path | None, overrides: tuple
 
 
 @data_group.command("split")
-@config_option
+@config_path_option
 @config_options
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Where to write the splits (default: .ftci/splits beside ftci.yaml).")
@@ -78,7 +74,7 @@ def split_command(ctx: click.Context, config_path: Path | None, overrides: tuple
 @data_group.command("diff")
 @click.argument("base")
 @click.argument("head", default="HEAD")
-@config_option
+@config_path_option
 @config_options
 @click.option("--markdown", "markdown_out", type=click.Path(path_type=Path), default=None,
               help="Also write the diff as Markdown to this file; '-' prints Markdown.")
@@ -101,7 +97,7 @@ def diff_command(ctx: click.Context, base: str, head: str, config_path: Path | N
 
 
 @data_group.command("stats")
-@config_option
+@config_path_option
 @config_options
 @click.pass_context
 def stats_command(ctx: click.Context, config_path: Path | None,
@@ -139,7 +135,7 @@ def stats_command(ctx: click.Context, config_path: Path | None,
 
 @data_group.command("convert")
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
-@config_option
+@config_path_option
 @config_options
 @click.pass_context
 def convert_command(ctx: click.Context, out: Path, config_path: Path | None,

@@ -9,12 +9,11 @@ from pathlib import Path
 import click
 
 from ftci.ci.trust import require_trusted_event
-from ftci.cli.base import config_options, emit_json, wants_json
+from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
 
 
 @click.command("eval", context_settings={"ignore_unknown_options": False})
-@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="ftci.yaml or its directory (default: ./ftci.yaml).")
+@config_path_option
 @config_options
 @click.option("--model", default=None, metavar="SPEC",
               help="Candidate: run key, run/adapter/model dir, http://host/v1#name, vllm:PATH "

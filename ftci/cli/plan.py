@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ftci.cli.base import config_options, emit_json, wants_json
+from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
 
 if TYPE_CHECKING:
     from ftci.ci.plan import Plan
@@ -17,8 +17,7 @@ SHOWN_FILES = 5
 
 
 @click.command("plan")
-@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="ftci.yaml or its directory (default: ./ftci.yaml).")
+@config_path_option
 @config_options
 @click.option("--base", default=None, metavar="REF",
               help="Compare from the merge base with REF (default: origin/$GITHUB_BASE_REF, "

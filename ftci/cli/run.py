@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ftci.cli.base import config_options, emit_json, wants_json
+from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
 from ftci.run import STAGES
 
 if TYPE_CHECKING:
@@ -21,8 +21,7 @@ SHOWN_OUTPUTS = (("markdown", "report.md"), ("html", "report.html"), ("results",
 
 
 @click.command("run")
-@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="ftci.yaml or its directory (default: ./ftci.yaml).")
+@config_path_option
 @config_options
 @click.option("--from", "start", type=click.Choice(STAGES), default=None,
               help="First stage to run (default: plan).")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ftci.ci.trust import require_trusted_event
-from ftci.cli.base import config_options, emit_json, wants_json
+from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
 
 if TYPE_CHECKING:
     from ftci.train.guardrails import TrainPlan
@@ -16,8 +16,7 @@ if TYPE_CHECKING:
 
 
 @click.command("train")
-@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="ftci.yaml or its directory (default: ./ftci.yaml).")
+@config_path_option
 @config_options
 @click.option("--force", is_flag=True,
               help="Train from scratch even when a complete run with the same inputs exists.")
