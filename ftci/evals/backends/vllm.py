@@ -70,9 +70,16 @@ class VLLMBackend:
         return self._llm
 
     def close(self) -> None:
-        self._llm = None
+        """Stop the engine's worker now: left to interpreter exit, vLLM's CPU engine can abort
+        the process ("terminate called without an active exception", SIGABRT) after the
+        results are written, which fails the job that ran the eval."""
         import gc
 
+        llm, self._llm = self._llm, None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and callable(getattr(core, "shutdown", None)):
+            core.shutdown()
+        del llm
         gc.collect()
 
     # ---- generate ----------------------------------------------------------------------------
