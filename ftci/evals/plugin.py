@@ -170,8 +170,10 @@ def _session(request: pytest.FixtureRequest) -> EvalSession:
     return request.config.stash[SESSION_KEY]
 
 
-def _guard(session: EvalSession, build: Any) -> Any:
-    """Run a fixture body; an ftci error becomes a short test error, not a traceback."""
+def guard(session: EvalSession, build: Any) -> Any:
+    """Run `build()`; an ftci error becomes a short test failure (message and hint), not a
+    traceback, and bad input is noted so that `ftci eval` exits 2. Fixtures, declarative gates
+    and the built-in suites all go through here."""
     from ftci.errors import BadInputError, FtciError
 
     try:
@@ -185,13 +187,13 @@ def _guard(session: EvalSession, build: Any) -> Any:
 
 def _from_session(request: pytest.FixtureRequest, get: Any) -> Any:
     session = _session(request)
-    return _guard(session, lambda: get(session))
+    return guard(session, lambda: get(session))
 
 
 @pytest.fixture(scope="session")
 def ftci_config(request: pytest.FixtureRequest) -> LoadedConfig:
     session = _session(request)
-    return _guard(session, lambda: session.loaded)  # type: ignore[no-any-return]
+    return guard(session, lambda: session.loaded)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
@@ -266,24 +268,16 @@ class GateItem(pytest.Item):
         self.gate = gate
 
     def runtest(self) -> None:
-        from ftci.errors import FtciError
         from ftci.evals.expect import expect
         from ftci.evals.gates import gate_metric
 
         session: EvalSession = self.config.stash[SESSION_KEY]
         gate = self.gate
-        try:
-            result = gate_metric(session, "candidate", gate.metric, gate.split, gate.params)
-            needs_baseline = gate.not_worse_than or gate.better_than
-            base = (gate_metric(session, "baseline", gate.metric, gate.split, gate.params)
-                    if needs_baseline else None)
-        except FtciError as exc:
-            from ftci.errors import BadInputError
-
-            if isinstance(exc, BadInputError):
-                session.bad_input.append(str(exc))
-            hint = getattr(exc, "hint", None)
-            pytest.fail(f"{exc}" + (f"\nhint: {hint}" if hint else ""), pytrace=False)
+        result = guard(session, lambda: gate_metric(session, "candidate", gate.metric,
+                                                    gate.split, gate.params))
+        needs_baseline = gate.not_worse_than or gate.better_than
+        base = guard(session, lambda: gate_metric(session, "baseline", gate.metric, gate.split,
+                                                  gate.params)) if needs_baseline else None
         failures = []
         checks = []
         if gate.min is not None:

@@ -45,15 +45,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _checked(request: pytest.FixtureRequest, build: Callable[[], Any]) -> Any:
     """An ftci error (bad input, missing extra) is a short failure, not a traceback."""
-    from ftci.errors import BadInputError, FtciError
-    from ftci.evals.plugin import SESSION_KEY
+    from ftci.evals.plugin import SESSION_KEY, guard
 
-    try:
-        return build()
-    except FtciError as exc:
-        if isinstance(exc, BadInputError):
-            request.config.stash[SESSION_KEY].bad_input.append(str(exc))
-        pytest.fail(str(exc) + (f"\nhint: {exc.hint}" if exc.hint else ""), pytrace=False)
+    return guard(request.config.stash[SESSION_KEY], build)
 
 
 @pytest.fixture(scope="session")
