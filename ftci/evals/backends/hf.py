@@ -205,10 +205,8 @@ class HFBackend:
         for chat, continuation in requests:
             prompt = self.render(chat)
             prompt_ids = self._encode(prompt)
-            full = self._encode(prompt + continuation)
-            if full[:len(prompt_ids)] != prompt_ids:  # a token spans the boundary
-                full = prompt_ids + self._encode(continuation)
-            pairs.append((full, len(prompt_ids)))
+            pairs.append((prompt_ids + self._continuation(prompt, prompt_ids, continuation),
+                          len(prompt_ids)))
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
         scores = [0.0] * len(pairs)
         pad = self._tokenizer.pad_token_id
@@ -285,12 +283,15 @@ class HFBackend:
 
     def _label_tokens(self, prompt: str, label: str) -> list[int]:
         """The tokens a label's answer adds after the prompt, ending with end-of-turn."""
-        eot = self._stop_ids_text()
-        prompt_ids = self._encode(prompt)
-        full = self._encode(prompt + label + eot)
+        return self._continuation(prompt, self._encode(prompt), label + self._stop_ids_text())
+
+    def _continuation(self, prompt: str, prompt_ids: list[int], text: str) -> list[int]:
+        """`text`'s tokens after `prompt`: as tokenized together, unless a token would span
+        the boundary (then `text` on its own)."""
+        full = self._encode(prompt + text)
         if full[:len(prompt_ids)] == prompt_ids:
             return full[len(prompt_ids):]
-        return self._encode(label + eot)
+        return self._encode(text)
 
     def _stop_ids_text(self) -> str:
         """The end-of-turn marker as the chat template writes it (e.g. `<|im_end|>`)."""
