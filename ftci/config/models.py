@@ -306,6 +306,10 @@ class EvalConfig(Section):
     baseline: str = Field("base", description="base, production, or a model path/URL.")
     gates: list[GateConfig] = Field(default_factory=list)
     forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
+    max_new_tokens: int = Field(
+        256, ge=1, le=32768,
+        description="Longest generated answer, in tokens (gates, suites' generate() default).",
+    )
 
 
 class ReleaseConfig(Section):

@@ -32,9 +32,11 @@ class ModelRef:
 class EvalModel:
     """A model under evaluation: `classify`, `generate`, `loglikelihood`, cached."""
 
-    def __init__(self, ref: ModelRef, cache: OutputCache | None = None) -> None:
+    def __init__(self, ref: ModelRef, cache: OutputCache | None = None, *,
+                 max_new_tokens: int = 256) -> None:
         self.ref = ref
         self.cache = cache
+        self.max_new_tokens = max_new_tokens  # generate()'s default (eval.max_new_tokens)
         self._backend: ModelBackend | None = None
 
     @property
@@ -71,9 +73,11 @@ class EvalModel:
         return self._cached("classify", chats, {"labels": allowed},
                             lambda todo: self.backend.classify(todo, allowed))
 
-    def generate(self, items: Sequence[Item] | Any, *, max_new_tokens: int = 256,
+    def generate(self, items: Sequence[Item] | Any, *, max_new_tokens: int | None = None,
                  temperature: float = 0.0, stop: Sequence[str] = ()) -> list[str]:
-        params = GenerationParams(max_new_tokens, temperature, tuple(stop))
+        """Each item's answer; at most `max_new_tokens` tokens (default: eval.max_new_tokens)."""
+        params = GenerationParams(max_new_tokens or self.max_new_tokens, temperature,
+                                  tuple(stop))
         chats = [item.messages if isinstance(item, Item) else item for item in list(items)]
         if temperature > 0:  # sampled outputs are not reproducible: never cached
             return self.backend.generate(chats, params)

@@ -113,8 +113,9 @@ class EvalSession:
             spec = {"candidate": self.option("ftci_model"), "base": "base",
                     "baseline": self.option("ftci_baseline") or self.loaded.config.eval.baseline
                     }[role]
-            self._models[role] = EvalModel(resolve_model(spec, role=role, loaded=self.loaded),
-                                           self.cache)
+            self._models[role] = EvalModel(
+                resolve_model(spec, role=role, loaded=self.loaded), self.cache,
+                max_new_tokens=self.loaded.config.eval.max_new_tokens)
         return self._models[role]
 
     def outputs(self, role: str, split: str) -> list[Any]:

@@ -152,3 +152,25 @@ def test_report_directories_never_collide(tmp_path: Path) -> None:
 
     made = {_new_report_dir(tmp_path) for _ in range(3)}  # within one second
     assert len(made) == 3 and all(path.is_dir() for path in made)
+
+
+def test_eval_max_new_tokens_bounds_generate_by_default(pytester: pytest.Pytester,
+                                                        tmp_path: Path,
+                                                        tiny_llama_dir: Path) -> None:
+    """eval.max_new_tokens is generate()'s default in suites (and for the gates' outputs); an
+    explicit max_new_tokens still wins."""
+    config = make_eval_repo(tmp_path / "repo", tiny_llama_dir, n_test=6)
+    text = config.read_text().replace("  baseline: base\n",
+                                      "  baseline: base\n  max_new_tokens: 3\n")
+    config.write_text(text)
+    pytester.makepyfile(test_lengths="""
+def test_lengths(candidate, testset):
+    short = candidate.generate(testset)
+    longer = candidate.generate(testset, max_new_tokens=12)
+    # greedy: the 3-token answers are the first tokens of the 12-token ones
+    assert all(long.startswith(cut) for cut, long in zip(short, longer))
+    assert sum(map(len, longer)) > sum(map(len, short))
+""")
+    run = pytester.runpytest_inprocess("--ftci-config", str(config), "--ftci-model",
+                                       str(tiny_llama_dir), "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=1)
