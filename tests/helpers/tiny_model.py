@@ -39,7 +39,8 @@ def banking77_texts(limit: int = 400) -> list[str]:
         return [row["text"] for row in itertools.islice(rows, limit)]
 
 
-def build_tiny_llama(out_dir: Path, corpus: Iterable[str], *, seed: int = 0) -> Path:
+def build_tiny_llama(out_dir: Path, corpus: Iterable[str], *, seed: int = 0,
+                     max_positions: int = 256) -> Path:
     """Train a byte-level BPE tokenizer on `corpus`, build a random tiny Llama, save both.
 
     Saved like a pulled starter: safetensors weights, tokenizer files, a ChatML template and
@@ -70,7 +71,7 @@ def build_tiny_llama(out_dir: Path, corpus: Iterable[str], *, seed: int = 0) -> 
         eos_token=IM_END,
         pad_token=PAD,
         chat_template=CHATML_TEMPLATE,
-        model_max_length=256,  # = max_position_embeddings: longer inputs must be truncated
+        model_max_length=max_positions,  # = max_position_embeddings: longer inputs truncate
     )
     pad_id, im_start_id, im_end_id = tokenizer.convert_tokens_to_ids([PAD, IM_START, IM_END])
 
@@ -82,7 +83,7 @@ def build_tiny_llama(out_dir: Path, corpus: Iterable[str], *, seed: int = 0) -> 
         num_attention_heads=4,
         num_key_value_heads=4,
         intermediate_size=128,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         bos_token_id=im_start_id,
         eos_token_id=im_end_id,
         pad_token_id=pad_id,
