@@ -214,8 +214,6 @@ class HFBackend:
         skip it), so every row's next token sits in the last column. A row that emits an
         end-of-turn id or reaches `max_new_tokens` leaves the batch, its keys and values
         dropped from the cache (in groups): later steps only pay for rows still generating."""
-        import copy
-
         import torch
         from transformers import DynamicCache
 
@@ -229,11 +227,8 @@ class HFBackend:
             ids[row, width - len(tokens):] = torch.tensor(tokens)
             mask[row, prefix_len + width - len(tokens):] = 1
             positions[row, width - len(tokens):] = prefix_len + torch.arange(len(tokens))
-        if prefix is not None:
-            cache = copy.deepcopy(prefix)
-            cache.batch_repeat_interleave(rows)
-        else:
-            cache = DynamicCache(config=self._model.config)
+        cache = _rows_of(prefix, rows) if prefix is not None else \
+            DynamicCache(config=self._model.config)
         _make_roomy(cache, params.max_new_tokens)
         stops = torch.tensor(self._stop_ids or [-1])
         device = self._device
@@ -391,8 +386,6 @@ class HFBackend:
         """One forward over [prompt | trie nodes] per row, after a cached shared prefix of
         `prefix_len` tokens; the log-prob of each node's token. Logits are computed only at
         the positions that predict a node (the LM head is a fifth of a small model's work)."""
-        import copy
-
         import torch
 
         nodes = len(trie.tokens)
@@ -428,9 +421,7 @@ class HFBackend:
         options: dict[str, Any] = {}
         decoder = self._model.get_decoder()
         if prefix is not None:
-            cache = copy.deepcopy(prefix)
-            cache.batch_repeat_interleave(rows)
-            options[_cache_argument(decoder.forward)] = cache
+            options[_cache_argument(decoder.forward)] = _rows_of(prefix, rows)
         with torch.inference_mode():
             hidden = decoder(
                 input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
@@ -454,6 +445,15 @@ def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
             same += 1
         length = same
     return length
+
+
+def _rows_of(prefix: Any, rows: int) -> Any:
+    """A fresh copy of the shared prefix's KV cache, once per row (the kept one stays intact)."""
+    import copy
+
+    cache = copy.deepcopy(prefix)
+    cache.batch_repeat_interleave(rows)
+    return cache
 
 
 def _make_roomy(cache: Any, room: int) -> None:
