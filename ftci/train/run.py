@@ -19,7 +19,6 @@ import importlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ftci.child_python import python_argv, safe_environ
 from ftci.errors import BadInputError, InfraError, Lint
 from ftci.train.cache import (
     MANIFEST_NAME,
@@ -232,7 +232,7 @@ def accelerate_command(config_path: Path, overrides: Sequence[str], *, run_key: 
     is DDP over NCCL; on a CPU-only machine the Trainer (`use_cpu`) joins the same process group
     over gloo, which is how DDP is tested here. accelerate's own CPU launcher would need MPI.
     """
-    command = [sys.executable, "-m", "accelerate.commands.launch",
+    command = [*python_argv("-m", "accelerate.commands.launch"),
                "--num_processes", str(num_processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no"]
     if num_processes > 1:
@@ -279,7 +279,7 @@ def _check_launch(launcher: str | None, num_processes: int, device: str) -> None
 
 def _launch(command: list[str], root: Path) -> None:
     try:
-        done = subprocess.run(command, cwd=root, check=False)
+        done = subprocess.run(command, cwd=root, check=False, env=safe_environ())
     except OSError as exc:
         raise InfraError(f"cannot start accelerate: {exc}") from exc
     if done.returncode in (130, -signal.SIGINT):
