@@ -1,44 +1,49 @@
-"""The fork guard: `ftci train` and `ftci eval` refuse to run for an unapproved fork PR.
+"""The fork guard: `ftci train` and `ftci eval` refuse to run pull-request code nobody approved.
 
 Training and eval execute code from the pull request (eval suites, data loaders, templates) on
 self-hosted GPU runners. The workflows keep fork PRs off those runners; this module is the
 defence in depth behind them, for a workflow that is misconfigured (say, `pull_request_target`
-plus a checkout of the PR head, or a job that forgot its `if:`).
+plus a checkout of the PR head, or a job that forgot its `if:`). It is an allow-list: an event
+is trusted only when a rule below says so, and every doubt refuses (fails closed).
 
 Rules, in order (`trust_decision`):
 
 1. Not in GitHub Actions (`GITHUB_ACTIONS` is not `true`): trusted, a local run.
-2. An event without a pull request (push, schedule, workflow_dispatch, ...): trusted; those
-   run code that is already on a branch of the repository. A `workflow_run` triggered by a
-   fork's pull request counts as that pull request (a classic way to smuggle fork code onto a
-   privileged runner).
-3. A pull request whose head repository is the base repository: trusted (only people with
-   write access can push a branch there).
+2. `push`, `schedule`, `workflow_dispatch`, `merge_group` and `release` (`TRUSTED_EVENTS`):
+   trusted; they run code that is already on a branch or tag of the repository, which only
+   people with write access can put there.
+3. A pull request event (`pull_request`, `pull_request_target`, `pull_request_review`,
+   `pull_request_review_comment`) whose head repository is the base repository: trusted (its
+   author can push to the repository anyway).
 4. A fork pull request (or one whose head repository is gone): refused unless approved for
    the exact head commit that is about to run. Two approvals count:
    - `FTCI_APPROVED_SHA` equals `pull_request.head.sha`. The workflow sets it from a
-     deliberate approval, e.g. a job in a protected environment with required reviewers that
-     records the SHA it approved. A stale SHA (the fork pushed since) is refused.
-   - The event is `labeled` and the label just added is the trust label (`ftci/safe-to-train`,
-     or `$FTCI_TRUST_LABEL`). A label carries no SHA, but the `labeled` event does: its payload
-     holds the head SHA at the moment the maintainer added the label. A later push emits
-     `synchronize`, whose payload still lists the label but is not a labeling, so it is
-     refused again until a maintainer re-applies the label after reviewing the new commits.
-     Likewise a `labeled` event for some other label never approves, even when the trust
-     label is still present.
+     deliberate approval: the recommended one is a job in a protected environment with
+     required reviewers (ftci-pr.yml's `approve` job), which approves the run of one event and
+     so one head commit. A stale SHA (the fork pushed since) is refused.
+   - The event is `labeled` (of `pull_request` or `pull_request_target`) and the label just
+     added is the trust label (`ftci/safe-to-train`, or `$FTCI_TRUST_LABEL`; names compare
+     case-insensitively, as GitHub's do). The `labeled` payload holds the head SHA at the
+     moment the label was added; a later push emits `synchronize`, which is not a labeling, so
+     it is refused until a maintainer re-applies the label. The label races: a push seconds
+     before the labeling is approved unseen. Prefer the environment.
    An approved run also checks that the checked-out commit (in `$GITHUB_WORKSPACE`, else the
    current directory) is the approved head or the event's own commit (`GITHUB_SHA`: the merge
    commit GitHub made of that head for `pull_request`, the base branch for
    `pull_request_target`), so a workflow that checks out the PR *branch*, which may have moved
-   since the approval, cannot run newer code. A child of the approved head is refused too.
-   When the workspace is not a git checkout there is nothing to compare and the check passes.
-5. A pull request event whose payload cannot be read: refused (fail closed).
+   since the approval, cannot run newer code. When that cannot be checked (no git, not a
+   checkout, git fails) the run is refused.
+5. Any other event (`issue_comment`, `workflow_run`, `repository_dispatch`, ...): these are the
+   usual ways fork code gets checked out with the repository's privileges, so they are refused
+   unless `FTCI_APPROVED_SHA` names the checked-out commit. The one exception is a
+   `workflow_run` whose triggering run was itself trusted by rules 2-3 (a push, or a pull
+   request from a branch of the repository).
+6. An event payload that cannot be read: refused.
 
 Limits, stated plainly: on a `pull_request` event the workflow file itself comes from the PR,
-so a fork can delete the call to ftci; the primary controls are GitHub's approval of
-first-time contributors' workflows, runner labels and protected environments. The label
-route has a race a maintainer must know: label only after reviewing the commit the PR shows,
-and re-label after every push.
+so a fork can delete the call to ftci; the primary controls are GitHub's approval of outside
+contributors' workflows, runner groups restricted to the pinned reusable workflow, and
+protected environments (README: "Pull requests from forks: the threat model").
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ from ftci.errors import BadInputError
 DEFAULT_TRUST_LABEL = "ftci/safe-to-train"
 PR_EVENTS = frozenset({"pull_request", "pull_request_target", "pull_request_review",
                        "pull_request_review_comment"})
+LABEL_EVENTS = frozenset({"pull_request", "pull_request_target"})  # have a `labeled` action
+TRUSTED_EVENTS = frozenset({"push", "schedule", "workflow_dispatch", "merge_group", "release"})
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -84,20 +91,24 @@ def trust_decision(environ: Mapping[str, str] = os.environ) -> TrustDecision:
     if environ.get("GITHUB_ACTIONS") != "true":
         return TrustDecision(True, "not running in GitHub Actions")
     event_name = environ.get("GITHUB_EVENT_NAME", "")
-    if event_name not in PR_EVENTS and event_name != "workflow_run":
-        return TrustDecision(True, f"`{event_name or 'unknown'}` event: no pull request code")
+    if event_name in TRUSTED_EVENTS:
+        return TrustDecision(True, f"`{event_name}` event: code already in the repository")
     try:
         event = json.loads(Path(environ.get("GITHUB_EVENT_PATH", "")).read_text("utf-8"))
         if not isinstance(event, dict):
             raise ValueError("the payload is not a JSON object")
     except (OSError, ValueError) as exc:
         return TrustDecision(
-            False, f"`{event_name}` event, but its payload (GITHUB_EVENT_PATH) cannot be read "
-            f"({exc}): refusing to run pull request code",
+            False, f"`{event_name or 'unknown'}` event, but its payload (GITHUB_EVENT_PATH) "
+            f"cannot be read ({exc}): refusing to run code nobody approved",
             hint="run ftci inside the GitHub Actions job that received the event")
+    if event_name in PR_EVENTS:
+        return _pull_request_decision(event_name, event, environ)
     if event_name == "workflow_run":
-        return _workflow_run_decision(event)
-    return _pull_request_decision(event_name, event, environ)
+        trusted = _trusted_workflow_run(event)
+        if trusted is not None:
+            return TrustDecision(True, trusted)
+    return _other_event_decision(event_name or "unknown", environ)
 
 
 def _pull_request_decision(event_name: str, event: dict[str, Any],
@@ -112,7 +123,7 @@ def _pull_request_decision(event_name: str, event: dict[str, Any],
         return TrustDecision(True, f"{where} comes from a branch of {base_repo}, not a fork")
     head_sha = str(head.get("sha") or "").lower()
     source = f"the fork {head_repo}" if head_repo else "a deleted fork"
-    label = environ.get("FTCI_TRUST_LABEL") or DEFAULT_TRUST_LABEL
+    label = (environ.get("FTCI_TRUST_LABEL") or DEFAULT_TRUST_LABEL).strip()
     approved_sha = environ.get("FTCI_APPROVED_SHA", "").strip().lower()
     short = head_sha[:12] or "unknown"
     hint = (f"a maintainer reviews the code at {short} and then adds the label `{label}` "
@@ -127,15 +138,15 @@ def _pull_request_decision(event_name: str, event: dict[str, Any],
                 False, f"{refused}: FTCI_APPROVED_SHA={approved_sha[:12]} approves another "
                 f"commit than the head {short} (pushed since the approval?)", hint)
         approval = f"FTCI_APPROVED_SHA approves its head {short}"
-    elif (event.get("action") == "labeled"
-          and (event.get("label") or {}).get("name") == label
-          and label in {item.get("name") for item in pull.get("labels") or []}):
+    elif (event_name in LABEL_EVENTS and event.get("action") == "labeled"
+          and _same_label((event.get("label") or {}).get("name"), label)
+          and _has_label(pull, label)):
         approval = f"a maintainer added `{label}` at its head {short}"
     else:
         action = event.get("action") or event_name
         why = (f"`{label}` is present but this `{action}` event is not its labeling (the "
-               f"approval does not cover commits pushed after it)"
-               if label in {item.get("name") for item in pull.get("labels") or []}
+               "approval does not cover commits pushed after it)"
+               if _has_label(pull, label)
                else f"it has no `{label}` label and no FTCI_APPROVED_SHA")
         return TrustDecision(False, f"{refused} without a maintainer's approval: {why}", hint)
     checkout = _checked_out_problem(head_sha, environ)
@@ -144,19 +155,49 @@ def _pull_request_decision(event_name: str, event: dict[str, Any],
     return TrustDecision(True, f"{where} from {source}: {approval}")
 
 
-def _workflow_run_decision(event: dict[str, Any]) -> TrustDecision:
+def _trusted_workflow_run(event: dict[str, Any]) -> str | None:
+    """Why a `workflow_run` is trusted (its triggering run was), or None."""
     run = event.get("workflow_run") or {}
-    if run.get("event") not in PR_EVENTS:
-        return TrustDecision(True, f"workflow_run after a `{run.get('event')}` event")
+    triggered_by = run.get("event")
+    if triggered_by in TRUSTED_EVENTS:
+        return f"workflow_run after a `{triggered_by}` event"
     head_repo = _repo_name(run.get("head_repository"))
     base_repo = _repo_name(run.get("repository")) or _repo_name(event.get("repository"))
-    if head_repo is not None and head_repo == base_repo:
-        return TrustDecision(True, f"workflow_run for a pull request from a branch of {base_repo}")
-    return TrustDecision(
-        False, f"workflow_run triggered by a pull request from {head_repo or 'a deleted fork'}: "
-        "refusing to run fork code with this workflow's privileges",
-        hint="train and eval fork pull requests only in the `pull_request` workflow, after a "
-        "maintainer's approval")
+    if triggered_by in PR_EVENTS and head_repo is not None and head_repo == base_repo:
+        return f"workflow_run for a pull request from a branch of {base_repo}"
+    return None
+
+
+def _other_event_decision(event_name: str, environ: Mapping[str, str]) -> TrustDecision:
+    """issue_comment, workflow_run after a fork or a comment, repository_dispatch, ...:
+    approved only by FTCI_APPROVED_SHA naming the checked-out commit."""
+    approved_sha = environ.get("FTCI_APPROVED_SHA", "").strip().lower()
+    hint = ("train and eval pull requests in the `pull_request` workflow (ftci-pr.yml); for a "
+            "comment-triggered workflow, set FTCI_APPROVED_SHA to the reviewed commit from a "
+            "protected environment")
+    refused = (f"`{event_name}` events can check out code nobody reviewed (a fork's pull "
+               "request, a commenter's choice)")
+    if not _SHA.match(approved_sha):
+        return TrustDecision(False, f"{refused}, and FTCI_APPROVED_SHA does not name the "
+                             "approved commit", hint)
+    checked_out, problem = _checked_out_commit(environ)
+    if problem is not None:
+        return TrustDecision(False, f"{refused}: {problem}", hint)
+    if checked_out != approved_sha:
+        return TrustDecision(False, f"{refused}: the checked-out commit {checked_out[:12]} is "
+                             f"not FTCI_APPROVED_SHA={approved_sha[:12]}", hint)
+    return TrustDecision(True, f"`{event_name}` event: FTCI_APPROVED_SHA approves the "
+                         f"checked-out commit {approved_sha[:12]}")
+
+
+def _same_label(name: Any, label: str) -> bool:
+    """GitHub label names are unique case-insensitively: compare them that way."""
+    return isinstance(name, str) and name.strip().casefold() == label.casefold()
+
+
+def _has_label(pull: dict[str, Any], label: str) -> bool:
+    return any(_same_label(item.get("name"), label) for item in pull.get("labels") or []
+               if isinstance(item, dict))
 
 
 def _repo_name(repo: Any) -> str | None:
@@ -168,18 +209,27 @@ def _repo_name(repo: Any) -> str | None:
 def _checked_out_problem(head_sha: str, environ: Mapping[str, str]) -> str | None:
     """None when the workspace's HEAD is the approved head or this event's own commit
     (`GITHUB_SHA`: for `pull_request` the merge commit GitHub made of that head, for
-    `pull_request_target` the base branch); else why not."""
+    `pull_request_target` the base branch); else why not (also when it cannot be checked)."""
+    checked_out, problem = _checked_out_commit(environ)
+    if problem is not None:
+        return problem
+    if checked_out in (head_sha, environ.get("GITHUB_SHA", "").strip().lower()):
+        return None
+    return (f"the checked-out commit {checked_out[:12]} is neither that head nor the event's "
+            "commit (GITHUB_SHA): was the PR branch checked out after it moved?")
+
+
+def _checked_out_commit(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """(HEAD of the workspace, None), or ("", why it cannot be known): fail closed."""
     workspace = Path(environ.get("GITHUB_WORKSPACE") or os.getcwd())
     try:
         done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"],
                               cwd=workspace, capture_output=True, text=True, timeout=30,
                               check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None  # no git, or no workspace: nothing to compare (documented above)
-    if done.returncode != 0:
-        return None
+    except (OSError, subprocess.SubprocessError) as exc:
+        return "", f"the checked-out commit cannot be read in {workspace} ({exc})"
     checked_out = done.stdout.strip().lower()
-    if checked_out in (head_sha, environ.get("GITHUB_SHA", "").strip().lower()):
-        return None
-    return (f"the checked-out commit {checked_out[:12]} is neither that head nor the event's "
-            "commit (GITHUB_SHA): was the PR branch checked out after it moved?")
+    if done.returncode != 0 or not _SHA.match(checked_out):
+        return "", (f"{workspace} is not a git checkout, so the approved commit cannot be "
+                    "compared with what would run")
+    return checked_out, None

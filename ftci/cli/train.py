@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ftci.ci.trust import require_trusted_event
 from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
 
 if TYPE_CHECKING:
@@ -46,7 +45,6 @@ def train_command(ctx: click.Context, config_path: Path | None, overrides: tuple
         run_in_process(config_path, overrides, run_key=run_key, force=force,
                        recipe_module=recipe_module)
         return
-    require_trusted_event()
     prepared = prepare_training(config_path, overrides, force=force, strict=strict,
                                 launcher=launcher, num_processes=num_processes)
     as_json = wants_json(ctx)

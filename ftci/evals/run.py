@@ -62,8 +62,10 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
              report_dir: Path | None = None, pytest_args: Sequence[str] = ()) -> EvalOutcome:
     import pytest
 
+    from ftci.ci.trust import require_trusted_event
     from ftci.config import load_config
 
+    require_trusted_event()  # eval suites are the pull request's code: refuse unapproved forks
     loaded = load_config(config_path, overrides)
     root = loaded.root
     chosen = list(suites) or list(loaded.config.eval.suites)

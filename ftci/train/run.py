@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ftci.child_python import python_argv, safe_environ
+from ftci.ci.trust import require_trusted_event
 from ftci.errors import BadInputError, InfraError, Lint
 from ftci.train.cache import (
     MANIFEST_NAME,
@@ -121,10 +122,14 @@ def train(config_path: str | Path | None, overrides: Sequence[str] = (), *, forc
 def prepare_training(config_path: str | Path | None, overrides: Sequence[str] = (), *,
                      force: bool = False, strict: bool = False, launcher: str | None = None,
                      num_processes: int = 1) -> PreparedRun:
-    """Steps 1-3 without refusing yet: the caller shows the plan, then executes."""
+    """Steps 1-3 without refusing yet: the caller shows the plan, then executes.
+
+    An unapproved fork pull request is refused first, before any file is read
+    (`ftci.ci.trust`); every entry point that trains checks it again."""
     from ftci.config import load_config
     from ftci.train.runkey import device_class
 
+    require_trusted_event()
     _check_launch(launcher, num_processes, device_class())
     loaded = load_config(config_path, overrides)
     lints = config_lints(loaded, strict=strict)
@@ -140,6 +145,7 @@ def execute_training(prepared: PreparedRun, *, launcher: str | None = None,
                      recipe: Recipe | None = None, recipe_module: str | None = None,
                      progress: str = "auto") -> TrainOutcome:
     """Steps 2-5: the cached run, or a refusal, or a trained and recorded run."""
+    require_trusted_event()
     if prepared.cached is not None:
         return TrainOutcome(prepared.cached, True, prepared.plan, prepared.notes, prepared.lints)
     if launcher is not None and recipe is not None:
@@ -208,6 +214,7 @@ def run_in_process(config_path: str | Path | None, overrides: Sequence[str], *, 
     """The body of each `accelerate launch` process (`ftci train --in-process`)."""
     from ftci.config import load_config
 
+    require_trusted_event()
     loaded = load_config(config_path, overrides)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = compute_run_inputs(loaded, loaded.root, num_processes=world_size)

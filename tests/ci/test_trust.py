@@ -64,12 +64,19 @@ def pr_event(action: str, *, head_repo: str | None = "mallory/intents",
 
 @pytest.fixture
 def actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Sets up a GitHub Actions environment; returns a function writing the event payload."""
-    workspace = tmp_path / "workspace"  # not a git checkout unless a test makes it one
+    """Sets up a GitHub Actions environment; returns a function writing the event payload.
+
+    The workspace is a real git checkout whose HEAD is the event's own commit (GITHUB_SHA),
+    as actions/checkout leaves it for a `pull_request` event (GitHub's merge commit)."""
+    workspace = tmp_path / "workspace"
     workspace.mkdir()
+    _git(workspace, "init", "-q")
+    (workspace / "ftci.yaml").write_text("project: {name: intents}\n")
+    _git(workspace, "add", "ftci.yaml")
+    _git(workspace, "commit", "-q", "-m", "merge commit")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_WORKSPACE", str(workspace))
-    monkeypatch.setenv("GITHUB_SHA", "e5bd3914e2e596debea16f433f57875b5b90bcd6")
+    monkeypatch.setenv("GITHUB_SHA", _git(workspace, "rev-parse", "HEAD"))
     for name in ("FTCI_APPROVED_SHA", "FTCI_TRUST_LABEL"):
         monkeypatch.delenv(name, raising=False)
 
@@ -90,7 +97,8 @@ def test_local_runs_are_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
     require_trusted_event()  # does not raise
 
 
-@pytest.mark.parametrize("event_name", ["push", "schedule", "workflow_dispatch"])
+@pytest.mark.parametrize("event_name", ["push", "schedule", "workflow_dispatch", "merge_group",
+                                        "release"])
 def test_non_pull_request_events_are_trusted(actions: Any, event_name: str) -> None:
     actions(event_name, {"ref": "refs/heads/main", "after": HEAD_SHA,
                          "repository": _repo(BASE_REPO, 1, False)})
@@ -98,7 +106,8 @@ def test_non_pull_request_events_are_trusted(actions: Any, event_name: str) -> N
     assert decision.trusted and f"`{event_name}` event" in decision.reason
 
 
-@pytest.mark.parametrize("event_name", ["pull_request", "pull_request_target"])
+@pytest.mark.parametrize("event_name", ["pull_request", "pull_request_target",
+                                        "pull_request_review", "pull_request_review_comment"])
 def test_a_pull_request_from_a_branch_of_the_repository_is_trusted(actions: Any,
                                                                    event_name: str) -> None:
     actions(event_name, pr_event("synchronize", head_repo=BASE_REPO))
@@ -252,3 +261,95 @@ def test_an_approval_covers_only_the_checked_out_head(actions: Any,
     assert not decision.trusted and "neither that head nor the event's commit" in decision.reason
     monkeypatch.setenv("GITHUB_SHA", _git(workspace, "rev-parse", "HEAD"))  # the event's own
     assert trust_decision().trusted
+
+
+@pytest.mark.parametrize("event_name", ["pull_request_review", "pull_request_review_comment"])
+def test_review_events_of_a_fork_are_refused_even_with_the_label(actions: Any,
+                                                                 event_name: str) -> None:
+    """The fork's author can fire these (review or comment on their own PR): they never
+    approve, whatever labels the PR carries."""
+    payload = pr_event("submitted" if event_name == "pull_request_review" else "created",
+                       labels=(LABEL,), label=LABEL)
+    actions(event_name, payload)
+    decision = trust_decision()
+    assert not decision.trusted and "is not its labeling" in decision.reason
+
+
+def _comment_event() -> dict[str, Any]:
+    base = _repo(BASE_REPO, 1, False)
+    return {"action": "created", "repository": base, "sender": {"login": "mallory"},
+            "issue": {"number": 7, "pull_request": {"url": "https://api.github.com/repos/"
+                                                    f"{BASE_REPO}/pulls/7"}},
+            "comment": {"body": "/train", "user": {"login": "mallory"}}}
+
+
+@pytest.mark.parametrize("event_name", ["issue_comment", "repository_dispatch", "discussion",
+                                        "some_future_event"])
+def test_events_outside_the_allow_list_are_refused(actions: Any, event_name: str) -> None:
+    actions(event_name, _comment_event())
+    decision = trust_decision()
+    assert not decision.trusted and "FTCI_APPROVED_SHA does not name" in decision.reason
+
+
+def test_a_comment_triggered_run_needs_an_approval_of_the_checked_out_commit(
+        actions: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace = actions("issue_comment", _comment_event())
+    monkeypatch.setenv("FTCI_APPROVED_SHA", OTHER_SHA)
+    decision = trust_decision()
+    assert not decision.trusted and "is not FTCI_APPROVED_SHA" in decision.reason
+    monkeypatch.setenv("FTCI_APPROVED_SHA", _git(workspace, "rev-parse", "HEAD"))
+    assert trust_decision().trusted
+
+
+@pytest.mark.parametrize("triggered_by", ["issue_comment", "pull_request_target"])
+def test_a_workflow_run_after_a_comment_or_a_fork_is_refused(actions: Any,
+                                                              triggered_by: str) -> None:
+    base = _repo(BASE_REPO, 1, False)
+    head = base if triggered_by == "issue_comment" else _repo("mallory/intents", 2, True)
+    run = {"event": triggered_by, "head_sha": HEAD_SHA, "repository": base,
+           "head_repository": head}
+    actions("workflow_run", {"action": "completed", "workflow_run": run, "repository": base})
+    assert not trust_decision().trusted
+    run["event"] = "push"
+    actions("workflow_run", {"action": "completed", "workflow_run": run, "repository": base})
+    assert trust_decision().trusted
+
+
+def test_an_approval_is_refused_when_the_checkout_cannot_be_compared(
+        actions: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fail closed: no git checkout (or no git at all) is never taken as 'nothing to compare'."""
+    actions("pull_request", pr_event("labeled", labels=(LABEL,), label=LABEL))
+    assert trust_decision().trusted
+    bare = tmp_path / "not-a-checkout"
+    bare.mkdir()
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(bare))
+    decision = trust_decision()
+    assert not decision.trusted and "is not a git checkout" in decision.reason
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path / "workspace"))
+    monkeypatch.setenv("PATH", str(bare))  # no git on PATH
+    decision = trust_decision()
+    assert not decision.trusted and "cannot be read" in decision.reason
+
+
+def test_label_names_compare_case_insensitively_as_on_github(actions: Any) -> None:
+    shouted = LABEL.upper()
+    actions("pull_request", pr_event("labeled", labels=(shouted,), label=shouted))
+    assert trust_decision().trusted
+
+
+def test_the_domain_functions_refuse_without_the_cli(actions: Any, tmp_path: Path) -> None:
+    """`execute_training`, `prepare_training`, `run_in_process` (what `ftci train
+    --in-process` runs) and `run_eval` check the event themselves."""
+    from ftci.evals.run import run_eval
+    from ftci.train.run import execute_training, prepare_training, run_in_process
+
+    actions("pull_request", pr_event("synchronize"))
+    missing = tmp_path / "missing.yaml"
+    calls = [lambda: prepare_training(missing), lambda: execute_training(None),  # type: ignore
+             lambda: run_in_process(missing, (), run_key="0" * 16), lambda: run_eval(missing)]
+    for call in calls:
+        with pytest.raises(BadInputError, match="runs code from the fork mallory/intents"):
+            call()
+    result = CliRunner().invoke(main, ["train", "--in-process", "--run-key", "0" * 16, "-c",
+                                       str(missing)])
+    assert result.exit_code == 2 and "fork mallory/intents" in result.output

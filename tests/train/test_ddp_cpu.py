@@ -17,6 +17,7 @@ import pytest
 
 from ftci.train.cache import latest_run
 from tests.conftest import REPO_ROOT
+from tests.helpers.planted import imported, plant
 from tests.train.test_runkey import make_repo
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ SETTINGS = ["train.epochs=3", "train.learning_rate=5e-3", "train.micro_batch_siz
 
 
 def _ftci_train(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "ftci", "train", "-c", str(config)]
+    command = [sys.executable, "-P", "-m", "ftci", "train", "-c", str(config)]
     for setting in SETTINGS:
         command += ["--set", setting]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
@@ -43,8 +44,10 @@ def _layout(run_dir: Path) -> set[str]:
 
 def test_two_cpu_processes_train_with_ddp(tmp_path: Path, tiny_llama_dir: Path) -> None:
     ddp_config = make_repo(tmp_path / "ddp", tiny_llama_dir, records=120)
+    markers = plant(ddp_config.parent)  # accelerate and each rank must not import these
     done = _ftci_train(ddp_config, "--launcher", "accelerate", "--num-processes", "2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert imported(markers) == []
     ddp = latest_run(ddp_config.parent)
     assert ddp is not None
     assert ddp.manifest["launcher"] == "accelerate" and ddp.manifest["processes"] == 2
