@@ -18,6 +18,10 @@ GITIGNORE_LINE = ".ftci/"
 # Where the reusable workflows and the Action live: the workflow `ftci init` writes calls them.
 FTCI_REPOSITORY = "ftci-dev/ftci"
 WORKFLOW_PATH = ".github/workflows/ftci.yml"
+# What `ftci init` writes where the commit SHA of ftci goes: GitHub refuses to run it, so a
+# workflow nobody pinned fails loudly instead of following a tag someone can move.
+REF_PLACEHOLDER = "PIN-THE-FTCI-COMMIT-SHA"
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # Per task: the `task:` block, the declarative gates, a note and one example record.
 _TASKS: dict[str, dict[str, Any]] = {
@@ -113,7 +117,8 @@ def _render(template: str, values: dict[str, str]) -> str:
 
 
 def init_repository(directory: Path, task: str, *, name: str | None = None,
-                    base_model: str = DEFAULT_BASE_MODEL, force: bool = False) -> InitResult:
+                    base_model: str = DEFAULT_BASE_MODEL, force: bool = False,
+                    ftci_ref: str | None = None) -> InitResult:
     """Write ftci.yaml, its schema, data/README.md, a starter eval suite, the GitHub workflow
     (.github/workflows/ftci.yml) and .gitignore."""
     if task not in _TASKS:
@@ -138,7 +143,7 @@ def init_repository(directory: Path, task: str, *, name: str | None = None,
         "ftci.schema.json": json.dumps(json_schema(), indent=2) + "\n",
         "data/README.md": _render("data-README.md.tmpl", values),
         "eval_suites/test_starter.py": _render("test_starter.py.tmpl", values),
-        WORKFLOW_PATH: render_workflow(),
+        WORKFLOW_PATH: render_workflow(ref=ftci_ref),
     }
     existing = [relative for relative in files if (directory / relative).exists()]
     if existing and not force:
@@ -155,11 +160,14 @@ def init_repository(directory: Path, task: str, *, name: str | None = None,
 
 
 def render_workflow(repository: str = FTCI_REPOSITORY, ref: str | None = None) -> str:
-    """The pull-request workflow that calls ftci's reusable workflow at `ref` (this version)."""
-    from ftci import __version__
-
+    """The pull-request workflow that calls ftci's reusable workflow at commit `ref` (a
+    placeholder the user must replace when None)."""
+    if ref is not None and not _COMMIT_SHA.match(ref):
+        raise BadInputError(f"--ftci-ref {ref!r} is not a full commit SHA (40 hex digits)",
+                            hint="a tag or branch can be moved; find the commit with `git "
+                            f"ls-remote https://github.com/{repository} refs/tags/vX.Y.Z`")
     return _render("ftci-workflow.yml.tmpl",
-                   {"ftci_repository": repository, "ftci_ref": ref or f"v{__version__}"})
+                   {"ftci_repository": repository, "ftci_ref": ref or REF_PLACEHOLDER})
 
 
 def _ensure_gitignored(gitignore: Path) -> bool:

@@ -39,9 +39,11 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 EXTRAS = "eval"
 _VERSION = re.compile(r"^v?\d[0-9A-Za-z.+!-]*$")
 _JSON_START = re.compile(r"^[{\[]", re.MULTILINE)
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a run key or report directory name
 VERDICTS = {0: "pass", 1: "fail"}  # everything else: error (2 bad input, 3 infra, 130 ...)
 # Outputs that earlier action steps saved, handed to a command that reads them (`ftci report`).
-STAGE_FILES = {"--data-check": "data-check", "--data-diff": "data-diff", "--run": "train"}
+STAGE_FILES = {"--data-check": "data-check", "--data-diff": "data-diff", "--run": "train",
+               "--eval": "eval"}
 
 
 # ---------------------------------------------------------------------------------- install
@@ -137,12 +139,17 @@ def build_argv(environ: Mapping[str, str], groups: Sequence[str],
         argv += ["--markdown", summary]
     if summary and "--step-summary" in options and "--step-summary" not in args:
         argv.append("--step-summary")
-    state = state_dir(config)
+    # FTCI_STAGE_DIR: the artifacts earlier jobs uploaded, downloaded outside the checkout;
+    # then nothing else is read (a pull request can commit files under .ftci/).
+    stage_dir = environ.get("FTCI_STAGE_DIR", "").strip()
+    state = Path(stage_dir) if stage_dir else state_dir(config)
     for option, stage in STAGE_FILES.items():
         if option in options and not _given(args, option):
             value = _stage_value(state, stage)
             if value is not None:
                 argv += [option, value]
+    if stage_dir and "--no-discover" in options and "--no-discover" not in args:
+        argv.append("--no-discover")
     if _truthy(environ.get("FTCI_COMMENT", "")):
         if "--comment" in options:
             if "--comment" not in args:
@@ -156,8 +163,9 @@ def build_argv(environ: Mapping[str, str], groups: Sequence[str],
 def _stage_value(state: Path, stage: str) -> str | None:
     """The saved JSON output of a stage that ran (not an error payload), as an argument.
 
-    A training run's JSON names its run directory on the runner that trained; in a later job
-    (the run downloaded as an artifact) the run is passed by its key instead.
+    A training run's JSON names its run directory, and eval's its report directory, on the
+    runner that ran them; in a later job (downloaded as an artifact into `state`) the run is
+    `state/runs/<key>/` and the results `state/reports/<name>/results.json`.
     """
     path = state / f"ci-{stage}.json"
     try:
@@ -170,8 +178,17 @@ def _stage_value(state: Path, stage: str) -> str | None:
         run_dir, key = data.get("run_dir"), data.get("run_key")
         if isinstance(run_dir, str) and Path(run_dir).is_dir():
             return str(path)
-        if isinstance(key, str) and key and (state / "runs" / key).is_dir():
-            return key
+        if isinstance(key, str) and _SAFE_NAME.match(key) and (state / "runs" / key).is_dir():
+            return str(state / "runs" / key)
+        return None
+    if stage == "eval":
+        report_dir = data.get("report_dir")
+        if not isinstance(report_dir, str) or not report_dir:
+            return None
+        for results in (Path(report_dir) / "results.json",
+                        state / "reports" / Path(report_dir).name / "results.json"):
+            if _SAFE_NAME.match(Path(report_dir).name) and results.is_file():
+                return str(results)
         return None
     return str(path)
 

@@ -17,14 +17,18 @@ from ftci.tasks import TASK_TYPES
 @click.option("--name", help="Project name (default: the directory's name).")
 @click.option("--base-model", default="starter:smollm2-135m-instruct", show_default=True,
               help="starter:NAME, a local path, or org/name@revision.")
+@click.option("--ftci-ref", metavar="SHA", default=None,
+              help="The ftci commit SHA the GitHub workflow pins (default: a placeholder "
+                   "you must replace).")
 @click.option("--force", is_flag=True, help="Overwrite files ftci init would write.")
 @click.pass_context
 def init_command(ctx: click.Context, directory: Path, task: str, name: str | None,
-                 base_model: str, force: bool) -> None:
+                 base_model: str, ftci_ref: str | None, force: bool) -> None:
     """Create ftci.yaml, data/README.md, a starter eval suite and .gitignore in DIRECTORY."""
-    from ftci.scaffold import init_repository
+    from ftci.scaffold import REF_PLACEHOLDER, WORKFLOW_PATH, init_repository
 
-    result = init_repository(directory, task, name=name, base_model=base_model, force=force)
+    result = init_repository(directory, task, name=name, base_model=base_model, force=force,
+                             ftci_ref=ftci_ref)
     if wants_json(ctx):
         emit_json({"ok": True, "root": str(result.root),
                    "written": [str(path) for path in result.written],
@@ -37,3 +41,7 @@ def init_command(ctx: click.Context, directory: Path, task: str, name: str | Non
     click.secho(f"initialised a {task} project in {directory}", fg="green")
     click.echo(f"next: put training data in {directory / 'data'}/, then "
                f"`ftci config validate {directory / 'ftci.yaml'}`")
+    if ftci_ref is None:
+        click.secho(f"note: replace {REF_PLACEHOLDER} in {directory / WORKFLOW_PATH} with the "
+                    "commit SHA of the ftci release you use (or rerun with --ftci-ref SHA)",
+                    fg="yellow")

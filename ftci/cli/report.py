@@ -41,6 +41,9 @@ if TYPE_CHECKING:
               help="Pull request number (default: from $GITHUB_EVENT_PATH).")
 @click.option("--token-env", default="GITHUB_TOKEN", show_default=True, metavar="NAME",
               help="Environment variable that holds the GitHub token.")
+@click.option("--no-discover", is_flag=True,
+              help="Read only the stage outputs named by --data-check, --data-diff, --run and "
+                   "--eval; a stage not named is \"not run\" (never the newest file on disk).")
 @click.option("--fail-on-gates", is_flag=True,
               help="Exit 1 when an eval gate or test or the data check failed (for the "
                    "required collector check); otherwise the report exits 0.")
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
 def report_command(ctx: click.Context, config_path: Path | None, data_check: Path | None,
                    data_diff: Path | None, run: str | None, eval_path: Path | None,
                    out_dir: Path | None, step_summary: bool, annotations: bool, comment: bool,
-                   pr: int | None, token_env: str, fail_on_gates: bool) -> None:
+                   pr: int | None, token_env: str, no_discover: bool,
+                   fail_on_gates: bool) -> None:
     """Build the PR report (report.md, report.html) from the stage outputs.
 
     Stages that did not run show as "not run". Exits 0 (the report is informational) unless
@@ -59,7 +63,7 @@ def report_command(ctx: click.Context, config_path: Path | None, data_check: Pat
 
     root = _root(config_path)
     report = build_report(root, data_check=data_check, data_diff=data_diff, run=run,
-                          eval_results=eval_path)
+                          eval_results=eval_path, discover=not no_discover)
     files = write_report(report, out_dir)
     notes: list[str] = []
     if step_summary:

@@ -169,11 +169,13 @@ class Report:
 
 def build_report(root: Path, *, data_check: Path | None = None, data_diff: Path | None = None,
                  run: str | None = None, eval_results: Path | None = None,
-                 env: dict[str, str] | None = None) -> Report:
+                 env: dict[str, str] | None = None, discover: bool = True) -> Report:
     """Read every stage's output under `root` (or the given paths) into a `Report`.
 
     An explicitly given path that cannot be read is bad input (exit 2); a stage whose default
-    output does not exist is simply "not run".
+    output does not exist is simply "not run". `discover=False` reads only the given paths
+    (the workflow's report job: a pull request can commit a results.json or a run under
+    `.ftci/`, and "the newest on disk" would be it).
     """
     env = dict(os.environ) if env is None else env
     report = Report(root=root, run_url=actions_run_url(env))
@@ -181,8 +183,9 @@ def build_report(root: Path, *, data_check: Path | None = None, data_diff: Path 
         report.data_check, report.data_check_path = _read_json(data_check, "data check"), data_check
     if data_diff is not None:
         report.data_diff, report.data_diff_path = _read_json(data_diff, "data diff"), data_diff
-    report.train = load_train(root, run)
-    eval_path = eval_results if eval_results is not None else newest_results(root)
+    report.train = load_train(root, run) if run is not None or discover else None
+    eval_path = eval_results if eval_results is not None else (
+        newest_results(root) if discover else None)
     if eval_path is not None:
         if eval_path.is_dir():
             eval_path = eval_path / "results.json"

@@ -75,7 +75,7 @@ def test_a_run_trained_on_another_runner_is_passed_by_key(
     saved.write_text(json.dumps({"ok": True, "run_key": "abc123",
                                  "run_dir": "/home/gpu-runner/_work/r/.ftci/runs/abc123"}))
     env = {"FTCI_COMMAND": "report", "FTCI_CONFIG": "ftci.yaml"}
-    assert action.build_argv(env, GROUPS, _options)[1][-2:] == ["--run", "abc123"]
+    assert action.build_argv(env, GROUPS, _options)[1][-2:] == ["--run", ".ftci/runs/abc123"]
     saved.write_text(json.dumps({"ok": True, "run_key": "abc123",
                                  "run_dir": str(tmp_path / ".ftci" / "runs" / "abc123")}))
     assert action.build_argv(env, GROUPS, _options)[1][-2:] == ["--run", ".ftci/ci-train.json"]
@@ -85,6 +85,38 @@ def test_a_run_trained_on_another_runner_is_passed_by_key(
     _, argv = action.build_argv({"FTCI_COMMAND": "init", "FTCI_CONFIG": "ftci.yaml",
                                  "FTCI_ARGS": "repo --task chat"}, GROUPS, _options)
     assert argv == ["init", "repo", "--task", "chat"]  # init takes no -c
+
+
+def test_a_stage_dir_is_the_only_place_report_reads(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report job downloads the artifacts outside the checkout (FTCI_STAGE_DIR): a
+    ci-*.json, run or results.json the pull request committed under .ftci/ is never passed,
+    and `ftci report` gets --no-discover so it does not look for one either."""
+    monkeypatch.chdir(tmp_path)
+    committed = tmp_path / ".ftci"
+    (committed / "reports" / "20990101T000000Z").mkdir(parents=True)
+    (committed / "reports" / "20990101T000000Z" / "results.json").write_text('{"gates": []}')
+    (committed / "ci-data-check.json").write_text('{"verdict": "excellent", "exit_code": 0}')
+    stages = tmp_path / "stages"
+    (stages / "runs" / "abc123").mkdir(parents=True)
+    (stages / "reports" / "20261202T050000Z").mkdir(parents=True)
+    (stages / "reports" / "20261202T050000Z" / "results.json").write_text('{"gates": []}')
+    (stages / "ci-train.json").write_text(json.dumps(
+        {"ok": True, "run_key": "abc123", "run_dir": "/gpu/_work/r/.ftci/runs/abc123"}))
+    (stages / "ci-eval.json").write_text(json.dumps(
+        {"exit_code": 0, "report_dir": "/gpu/_work/r/.ftci/reports/20261202T050000Z"}))
+    env = {"FTCI_COMMAND": "report", "FTCI_CONFIG": "ftci.yaml",
+           "FTCI_STAGE_DIR": str(stages)}
+    options = {("report",): OPTIONS[("report",)] | {"--no-discover"}}
+    _, argv = action.build_argv(env, GROUPS, lambda words: options.get(tuple(words), set()))
+    assert argv == ["report", "-c", "ftci.yaml",
+                    "--run", str(stages / "runs" / "abc123"),
+                    "--eval", str(stages / "reports" / "20261202T050000Z" / "results.json"),
+                    "--no-discover"]
+    (stages / "ci-eval.json").write_text(json.dumps(
+        {"exit_code": 0, "report_dir": "/gpu/_work/r/.ftci/reports/../../../etc"}))
+    _, argv = action.build_argv(env, GROUPS, lambda words: options.get(tuple(words), set()))
+    assert "--eval" not in argv
 
 
 def test_args_are_split_never_evaluated_by_a_shell() -> None:

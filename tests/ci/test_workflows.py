@@ -109,7 +109,8 @@ def render_default(rendered_template: Path) -> Path:
 def test_zizmor_finds_nothing(rendered_template: Path) -> None:
     zizmor = _tool("zizmor")
     targets = [str(REPO_ROOT / ".github" / "workflows"), str(ACTION), str(rendered_template)]
-    done = subprocess.run([zizmor, "--offline", "--format", "json", *targets],
+    done = subprocess.run([zizmor, "--offline", "--persona", "pedantic", "--format", "json",
+                           *targets],
                           capture_output=True, text=True, timeout=120, check=False,
                           cwd=REPO_ROOT)
     findings = json.loads(done.stdout or "[]")
@@ -155,7 +156,7 @@ def test_third_party_actions_are_pinned_by_sha_with_a_version_comment(path: Path
 def test_action_inputs_are_described_kebab_case_strings() -> None:
     action = _load(ACTION)
     expected = {"command", "config", "args", "python-version", "ftci-version", "github-token",
-                "comment", "working-directory"}
+                "comment", "working-directory", "stage-dir"}
     assert set(action["inputs"]) == expected
     for name, spec in action["inputs"].items():
         assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
@@ -169,29 +170,14 @@ def test_action_inputs_are_described_kebab_case_strings() -> None:
     assert first["if"] == "runner.os != 'Linux'" and "exit 1" in first["run"]
 
 
-def test_pr_workflow_least_privilege_and_fork_guard() -> None:
-    workflow = _load(REPO_ROOT / ".github" / "workflows" / "ftci-pr.yml")
-    text = (REPO_ROOT / ".github" / "workflows" / "ftci-pr.yml").read_text(encoding="utf-8")
-    assert "workflow_call" in workflow["on"] and workflow["permissions"] == {}
-    assert "secrets." not in text, "no secrets in pull request jobs"
-    jobs = workflow["jobs"]
-    assert set(jobs) == {"data", "train-eval", "report", "result"}
-    for name, job in jobs.items():
-        assert "permissions" in job, f"job {name} declares no permissions"
-        writes = {scope for scope, level in job["permissions"].items() if level == "write"}
-        assert writes == ({"pull-requests"} if name == "report" else set()), name
-    train = jobs["train-eval"]
-    assert train["needs"] == "data"
-    assert train["runs-on"] == "${{ fromJSON(inputs.gpu-runner-labels) }}"
-    guard = " ".join(train["if"].split())
-    assert "github.event.pull_request.head.repo.full_name == github.repository" in guard
-    assert ("github.event.action == 'labeled' && "
-            "github.event.label.name == 'ftci/safe-to-train'") in guard
-    assert jobs["report"]["if"] == "${{ always() }}"
-    assert jobs["result"]["if"] == "${{ always() }}"
-    assert set(jobs["result"]["needs"]) == {"data", "train-eval"}
-    checkout = jobs["data"]["steps"][0]
-    assert checkout["with"]["fetch-depth"] == 0
+def test_inline_zizmor_ignores_are_only_the_ftci_checkout() -> None:
+    """No finding is silenced beyond `uses: ./.ftci-action` (the ftci checkout, which zizmor
+    takes for this repository) and ci.yml's `uses: ./` smoke test of the action itself."""
+    for path in [ACTION, *WORKFLOWS]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if "zizmor: ignore" in line:
+                assert "zizmor: ignore[self-repository]" in line, f"{path.name}: {line}"
+                assert re.match(r"^\s*(-\s+)?uses: \./(\.ftci-action)? ", line), line
 
 
 def test_ci_smoke_tests_the_action_in_this_commit() -> None:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from ftci import __version__
 from ftci.cli import main
 from ftci.config import json_schema, load_config
-from ftci.scaffold import FTCI_REPOSITORY, TASK_TYPES
+from ftci.scaffold import FTCI_REPOSITORY, REF_PLACEHOLDER, TASK_TYPES
 
 
 @pytest.mark.parametrize("task", TASK_TYPES)
@@ -88,7 +88,24 @@ def test_writes_the_pull_request_workflow_calling_the_reusable_one(tmp_path: Pat
     assert "labeled" in trigger["types"]  # the fork approval label starts a run
     assert workflow["permissions"] == {}
     job = workflow["jobs"]["ftci"]
-    ref = f"v{__version__}"
-    assert job["uses"] == f"{FTCI_REPOSITORY}/.github/workflows/ftci-pr.yml@{ref}"
-    assert job["with"]["ftci-repository"] == FTCI_REPOSITORY and job["with"]["ftci-ref"] == ref
-    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert job["uses"] == f"{FTCI_REPOSITORY}/.github/workflows/ftci-pr.yml@{REF_PLACEHOLDER}"
+    assert "ftci-repository" not in job["with"] and "ftci-ref" not in job["with"]
+    assert job["permissions"] == {"actions": "read", "contents": "read",
+                                  "pull-requests": "write"}
+
+
+def test_the_workflow_pins_a_commit_never_a_tag(tmp_path: Path) -> None:
+    """No mutable `@v0.1.0`: a placeholder GitHub refuses (and init says so), or the SHA given."""
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "a"), "--task", "chat"])
+    assert result.exit_code == 0 and f"replace {REF_PLACEHOLDER}" in result.output
+    text = (tmp_path / "a" / ".github/workflows/ftci.yml").read_text()
+    assert f"@v{__version__}" not in text and f"ftci-pr.yml@{REF_PLACEHOLDER}" in text
+    sha = "1234567890abcdef1234567890abcdef12345678"
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "b"), "--task", "chat",
+                                       "--ftci-ref", sha])
+    assert result.exit_code == 0 and REF_PLACEHOLDER not in result.output
+    assert f"ftci-pr.yml@{sha}\n" in (tmp_path / "b" / ".github/workflows/ftci.yml").read_text()
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "c"), "--task", "chat",
+                                       "--ftci-ref", "v0.1.0"])
+    assert result.exit_code == 2 and "not a full commit SHA" in result.output
+    assert not (tmp_path / "c" / "ftci.yaml").exists()
