@@ -6,7 +6,8 @@ branch that moved on does not count as a change). Each changed file is one of:
 - a training input: a file of a data source (`data.sources[].path`: file, directory or glob,
   relative to the config's directory; in a directory only data files count, as the loader reads
   them), the config file itself, `train.chat_template`, `task.output_schema`, or a local
-  `base_model` directory inside the repository. Stages: data, train, eval.
+  `base_model` directory inside the repository, or anything under a `.ftci/` folder (ftci's
+  state is never taken from the repository: see ftci/state.py). Stages: data, train, eval.
 - an eval input: under an `eval.suites` path (any file: conftest.py and fixtures matter too),
   `eval.forgetting.passages`, or an `eval.forgetting.lm_eval_tasks` YAML path. Stage: eval,
   against the existing candidate.
@@ -31,6 +32,7 @@ from typing import Any
 
 from ftci.ci.trust import TrustDecision, trust_decision
 from ftci.errors import BadInputError, FtciError
+from ftci.state import STATE_DIR
 
 FETCH_HINT = ("fetch the base branch and its history: actions/checkout with fetch-depth: 0, "
               "or `git fetch origin BASE`")
@@ -162,6 +164,8 @@ class Classifier:
         self.evals = [p for p in map(self._repo_path, evals) if p]
 
     def kind(self, name: str) -> str:
+        if STATE_DIR in PurePosixPath(name).parts:
+            return "train"  # committed ftci state: never trusted, every stage runs (ftci.state)
         if name in self.training_files or any(self._in_data(pattern, name)
                                               for pattern in self.data):
             return "train"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ftci import __version__
@@ -27,12 +29,19 @@ EPILOG = (
                       message="%(prog)s %(version)s")
 @click.option("--json", "json_output", is_flag=True,
               help="Machine-readable JSON on stdout instead of human output.")
+@click.option("--allow-outside", is_flag=True,
+              help="Let ftci.yaml name files outside its repository (data, suites, base "
+                   "model); same as FTCI_ALLOW_OUTSIDE=1. Only for a config you trust.")
 @click.pass_context
-def main(ctx: click.Context, json_output: bool) -> None:
+def main(ctx: click.Context, json_output: bool, allow_outside: bool) -> None:
     """Fine-tuning as disciplined as shipping software: data gates, QLoRA training, eval gates,
     release and deploy, in CI."""
     ctx.ensure_object(dict)
     ctx.obj["json"] = json_output
+    if allow_outside:  # an environment variable, so processes ftci starts inherit it
+        from ftci.config.paths import ALLOW_OUTSIDE_ENV
+
+        os.environ[ALLOW_OUTSIDE_ENV] = "1"
 
 
 main.add_command(config_group)

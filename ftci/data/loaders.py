@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftci.config.paths import OUTSIDE_HINT, outside_problem
 from ftci.data.formats import LoadProblem, RecordConverter, json_kind
 from ftci.data.records import Record
 from ftci.errors import DataError
@@ -99,6 +100,11 @@ def _load_all(data_config: DataConfig, root: Path, result: LoadResult) -> None:
             if key not in chosen or specificity > chosen[key][0]:
                 chosen[key] = (specificity, path, source)
     for _, path, source in chosen.values():
+        outside = outside_problem(path, root, "data.sources", source.path)
+        if outside is not None:  # a path or symlink that leaves the repository
+            result.problems.append(LoadProblem(_display(path, root), None, outside,
+                                               OUTSIDE_HINT, "missing"))
+            continue
         split = None if source.split == "auto" else source.split
         load_file(path, root, result, record_format=source.format, fields=source.fields,
                   split=split)

@@ -74,9 +74,9 @@ def chat_template_override(config: FtciConfig, root: Path) -> str | None:
     """The text of `train.chat_template` (relative to `root`), or None when it is not set."""
     if not config.train.chat_template:
         return None
-    path = Path(config.train.chat_template).expanduser()
-    if not path.is_absolute():
-        path = root / path
+    from ftci.config.paths import config_path
+
+    path = config_path(config.train.chat_template, root, "train.chat_template")
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:

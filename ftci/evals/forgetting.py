@@ -57,8 +57,10 @@ def load_passages(path: str | Path | None = None, *, root: Path | None = None
         resource = files("ftci.evals.assets").joinpath(PASSAGES_RESOURCE)
         return _parse_passages(resource.read_text(encoding="utf-8"), PASSAGES_RESOURCE)
     source = Path(path).expanduser()
-    if not source.is_absolute() and root is not None:
-        source = root / source
+    if root is not None:
+        from ftci.config.paths import config_path
+
+        source = config_path(path, root, "eval.forgetting.passages")
     if not source.is_file():
         raise BadInputError(f"{source}: no such passages file",
                             hint="fix eval.forgetting.passages in ftci.yaml (a JSONL of "

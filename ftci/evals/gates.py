@@ -8,7 +8,6 @@ gate's `params` (e.g. `{phrases: [...]}` for banned_phrases).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftci.evals.types import MetricResult
@@ -30,6 +29,8 @@ def gate_metric(session: EvalSession, role: str, metric: str, split: str,
     outputs = session.outputs(role, split)
     arguments = spec.arguments_from(session.loaded.config.task, params)
     if "schema" in arguments and isinstance(arguments["schema"], str):
-        schema = Path(arguments["schema"])
-        arguments["schema"] = schema if schema.is_absolute() else session.loaded.root / schema
+        from ftci.config.paths import config_path
+
+        arguments["schema"] = config_path(arguments["schema"], session.loaded.root,
+                                          "task.output_schema")
     return spec.function(outputs, testset, **arguments)

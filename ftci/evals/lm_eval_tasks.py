@@ -80,7 +80,10 @@ def _task_names(tasks: Sequence[str], root: Path | None) -> tuple[list[str], lis
             names.append(spec)
             continue
         path = Path(spec).expanduser()
-        path = path if path.is_absolute() or root is None else root / path
+        if root is not None:
+            from ftci.config.paths import config_path
+
+            path = config_path(spec, root, "eval.forgetting.lm_eval_tasks")
         entry = TaskIndex.entry_from_path(path) if path.is_file() else None
         if entry is None:
             raise BadInputError(f"lm-eval task file {spec} not found or has no `task:` name "

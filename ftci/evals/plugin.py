@@ -5,8 +5,9 @@ Fixtures (session-scoped, lazy: nothing loads until a test asks):
   `candidate` / `baseline` (`EvalModel`: classify, generate, loglikelihood; cached outputs),
   `base` (the config's base model, for forgetting),
   `ftci_config` (the loaded config).
-Declarative gates: pass `ftci.yaml` on the command line (`ftci eval` does) and each
-`eval.gates` entry becomes a test item `ftci.yaml::gate[accuracy>=0.85]`.
+Declarative gates: pass `--ftci-config ftci.yaml` and `ftci.yaml` itself on the command line
+(`ftci eval` does) and each `eval.gates` entry becomes a test item
+`ftci.yaml::gate[accuracy>=0.85]`; without `--ftci-config` no ftci.yaml is ever collected.
 Options live in the `ftci` group: `pytest eval_suites --ftci-model PATH ...`.
 
 This module is imported by every pytest run in an environment where ftci is installed, so it
@@ -230,7 +231,16 @@ def base(request: pytest.FixtureRequest) -> EvalModel:
 
 # ---- declarative gates (eval.gates in ftci.yaml) ------------------------------------------------
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.name in ("ftci.yaml", "ftci.yml") and file_path.is_file():
+    """The config's declarative gates, only in a run that asked for ftci (`--ftci-config`, as
+    `ftci eval` passes it) and only from that config: ftci is installed beside other projects,
+    whose own pytest runs must not change (and must not start evaluating a stray ftci.yaml)."""
+    wanted = parent.config.getoption("ftci_config", None)
+    if wanted is None or file_path.name not in ("ftci.yaml", "ftci.yml"):
+        return None
+    wanted_path = Path(wanted)
+    if wanted_path.is_dir():
+        wanted_path = wanted_path / "ftci.yaml"
+    if file_path.is_file() and wanted_path.resolve() == file_path.resolve():
         return GatesFile.from_parent(parent, path=file_path)
     return None
 
@@ -240,8 +250,6 @@ class GatesFile(pytest.File):
         from ftci.config import load_config
 
         session: EvalSession = self.config.stash[SESSION_KEY]
-        if session.option("ftci_config") is None:
-            session.pytest_config.option.ftci_config = str(self.path)
         loaded = load_config(self.path, session.option("ftci_set"), lint=False)
         for index, gate in enumerate(loaded.config.eval.gates):
             yield GateItem.from_parent(self, name=f"gate[{gate_name(gate, index)}]",

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ftci.config.paths import config_path
 from ftci.errors import BadInputError
 
 BUILTIN_PREFIX = "builtin:"
@@ -47,8 +48,7 @@ def resolve_suites(suites: Sequence[str], root: Path) -> list[Path]:
                                         BUILTIN_PREFIX + k for k in known))
             paths.append(path)
             continue
-        path = Path(suite)
-        path = path if path.is_absolute() else root / path
+        path = config_path(suite, root, "eval.suites")
         if not path.exists():
             raise BadInputError(f"eval suite {suite!r} not found ({path})",
                                 hint="fix eval.suites in ftci.yaml or create the suite")
@@ -64,10 +64,12 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
 
     from ftci.ci.trust import require_trusted_event
     from ftci.config import load_config
+    from ftci.state import refuse_committed_state
 
     require_trusted_event()  # eval suites are the pull request's code: refuse unapproved forks
     loaded = load_config(config_path, overrides)
     root = loaded.root
+    refuse_committed_state(root)  # a committed run or split is never evaluated
     chosen = list(suites) or list(loaded.config.eval.suites)
     default_missing = not suites and chosen == ["eval_suites/"] and \
         not (root / "eval_suites").exists()

@@ -196,9 +196,9 @@ def resolve_base_model(base_model: str, root: Path) -> Path:
                 hint=f"run `ftci models pull {name}` (once per machine or CI cache)",
             )
         return path
-    path = Path(base_model).expanduser()
-    if not path.is_absolute():
-        path = root / path
+    from ftci.config.paths import config_path
+
+    path = config_path(base_model, root, "base_model")
     if path.is_dir():
         _check_local_model(base_model, path)
         return path
@@ -219,6 +219,30 @@ def resolve_base_model(base_model: str, root: Path) -> Path:
         f"base_model `{base_model}` does not exist (looked for {path})",
         hint=f"set base_model to a local model directory or a starter: {starters}",
     )
+
+
+_VERIFIED: set[str] = set()  # model directories re-hashed by this process
+
+
+def verify_pulled_model(model_dir: Path) -> None:
+    """Before weights are loaded: every file a pulled model's `ftci-model.json` lists must
+    still have the sha256 recorded when it was pulled (InfraError, exit 3, naming the file).
+
+    The run key trusts those recorded digests (hashing a large model on every `ftci plan`
+    would be slow), so a file swapped in `$FTCI_HOME` afterwards, its size and mtime kept
+    (`touch -r`), would keep the key; on a runner that persists between jobs that is how one
+    job would plant weights for the next. Loading re-hashes every file, with no digest cache:
+    about a second per GB, small beside training or evaluating. A directory without a
+    manifest (a local model) has nothing recorded to compare with."""
+    resolved = str(model_dir.resolve())
+    if resolved in _VERIFIED:
+        return
+    manifest = read_manifest(model_dir)
+    if manifest is not None:
+        name = model_dir.name
+        verify_files(model_dir, manifest, hint=f"re-pull it: `ftci models pull {name} --force` "
+                     f"(and find out who changed {model_dir})")
+    _VERIFIED.add(resolved)
 
 
 def _check_local_model(base_model: str, path: Path) -> None:

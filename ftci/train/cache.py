@@ -183,12 +183,17 @@ def git_state(root: Path) -> dict[str, Any] | None:
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
-# --- file digests, cached by (path, size, mtime) -------------------------------------------
+# --- file digests, cached by (path, inode, size, mtime, ctime) -----------------------------
 
 
 class DigestCache:
-    """sha256 of files, remembered in `$FTCI_HOME/cache/digests.json` while size and mtime
-    (nanoseconds) stay the same; a changed file is hashed again."""
+    """sha256 of files, remembered in `$FTCI_HOME/cache/digests.json` while the inode, size,
+    mtime and ctime (nanoseconds) stay the same; a changed file is hashed again.
+
+    ctime is what makes this safe: `touch -r` or `os.utime` can give a rewritten file its old
+    mtime, but every write, rename or utime sets ctime to now, and nothing sets it back. The
+    base model's weights are re-hashed without this cache whenever they are loaded
+    (`ftci.models.starter.verify_pulled_model`)."""
 
     def __init__(self, path: Path, entries: dict[str, dict[str, Any]]) -> None:
         self.path = path
@@ -204,13 +209,13 @@ class DigestCache:
     def get(self, path: Path) -> str:
         resolved = str(path.resolve())
         stat = path.stat()
+        identity = {"inode": stat.st_ino, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                    "ctime_ns": stat.st_ctime_ns}
         entry = self.entries.get(resolved)
-        if (isinstance(entry, dict) and entry.get("size") == stat.st_size
-                and entry.get("mtime_ns") == stat.st_mtime_ns):
+        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in identity.items()):
             return str(entry["sha256"])
         digest = sha256_file(path)
-        self.entries[resolved] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                                  "sha256": digest}
+        self.entries[resolved] = {**identity, "sha256": digest}
         self.changed = True
         return digest
 

@@ -103,13 +103,14 @@ class QLoRARecipe:
     def setup(self, *, resume: bool) -> None:
         import torch
 
-        from ftci.models.starter import resolve_base_model
+        from ftci.models.starter import resolve_base_model, verify_pulled_model
 
         self.started = time.perf_counter()
         self.deterministic_before = torch.are_deterministic_algorithms_enabled()
         self.cuda = torch.cuda.is_available()
         self.dtype = _compute_dtype(self.config.train.quantization.compute_dtype, self.cuda)
         self.model_dir = resolve_base_model(self.config.base_model, self.root)
+        verify_pulled_model(self.model_dir)  # before any weight is read (exit 3 on a mismatch)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._load_tokenizer()
         self._load_data()

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ftci.child_python import python_argv, safe_environ
 from ftci.ci.trust import require_trusted_event
 from ftci.errors import BadInputError, InfraError, Lint
+from ftci.state import refuse_committed_state
 from ftci.train.cache import (
     MANIFEST_NAME,
     CachedRun,
@@ -132,6 +133,7 @@ def prepare_training(config_path: str | Path | None, overrides: Sequence[str] = 
     require_trusted_event()
     _check_launch(launcher, num_processes, device_class())
     loaded = load_config(config_path, overrides)
+    refuse_committed_state(loaded.root)
     lints = config_lints(loaded, strict=strict)
     inputs = compute_run_inputs(loaded, loaded.root, num_processes=num_processes)
     cached = None if force else find_cached(loaded.root, inputs.key)
@@ -216,6 +218,7 @@ def run_in_process(config_path: str | Path | None, overrides: Sequence[str], *, 
 
     require_trusted_event()
     loaded = load_config(config_path, overrides)
+    refuse_committed_state(loaded.root)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = compute_run_inputs(loaded, loaded.root, num_processes=world_size)
     if inputs.key != run_key:

@@ -21,8 +21,10 @@ Same key, same adapter: `ftci train` reuses `.ftci/runs/<key>/`. The inputs, and
 - `device`: the device class, cpu or cuda, from `/dev/nvidia0` or nvidia-smi; `processes`: the
   number of training processes (data-parallel ranks change the effective batch); `seed`.
 
-Timings, paths and dates are not inputs. File hashes are cached per (path, size, mtime) in
-`$FTCI_HOME/cache/digests.json`, so a 5 GB model is hashed once, not on every run.
+Timings, paths and dates are not inputs. File hashes are cached per (path, inode, size, mtime,
+ctime) in `$FTCI_HOME/cache/digests.json`, so a 5 GB model is hashed once, not on every run. In
+GitHub Actions the splits are rewritten once per job whatever their stamp says: files in a
+checkout's `.ftci/` are never trusted (ftci/state.py).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
 
 KEY_FORMAT = 1
+CI_SPLIT_MARK = "FTCI_CI_SPLIT"  # set once this CI job has re-split (see current_splits)
 KEY_LENGTH = 16
 VERSIONED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
 TOKENIZER_FILES = frozenset({
@@ -163,19 +166,27 @@ def current_splits(loaded: LoadedConfig, root: Path, digests: DigestCache,
     manifest = read_json(splits_dir / "manifest.json")
     recorded = read_json(stamp_path) or {}
     recorded_sha = (manifest or {}).get("sha256")
-    fresh = (isinstance(recorded_sha, dict) and set(recorded_sha) == {"train", "val", "test"}
+    # CI re-splits once per job (this process and the ranks it launches share the mark): the
+    # splits in a checkout are untrusted (ftci/state.py).
+    in_ci = os.environ.get("GITHUB_ACTIONS") == "true" and \
+        os.environ.get(CI_SPLIT_MARK) != f"{splits_dir.resolve()}:{stamp}"
+    fresh = (not in_ci and isinstance(recorded_sha, dict)
+             and set(recorded_sha) == {"train", "val", "test"}
              and recorded.get("stamp") == stamp
              and recorded.get("manifest") == digests.get(splits_dir / "manifest.json")
              and all(_split_intact(splits_dir, split, str(sha), digests)
                      for split, sha in recorded_sha.items()))
     if not fresh:
-        reason = ("no splits yet" if manifest is None
+        reason = ("CI always re-splits" if in_ci and manifest is not None
+                  else "no splits yet" if manifest is None
                   else "splits not yet checked by `ftci train`" if not recorded
                   else "the data or data config changed since the last split")
         counts = write_current_splits(loaded, root, splits_dir)
         notes.append(f"{reason}: wrote {splits_dir.relative_to(root)} ("
                      + ", ".join(f"{name} {count:,}" for name, count in counts.items()) + ")")
         manifest = read_json(splits_dir / "manifest.json") or {}
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            os.environ[CI_SPLIT_MARK] = f"{splits_dir.resolve()}:{stamp}"
         atomic_write_text(stamp_path, canonical_json(
             {"stamp": stamp, "manifest": digests.get(splits_dir / "manifest.json")}) + "\n")
     return {split: str(sha) for split, sha in (manifest or {}).get("sha256", {}).items()}

@@ -226,7 +226,7 @@ def test_the_accelerate_command_line(tmp_path: Path) -> None:
     command = accelerate_command(config, ["train.lora.r=8"], run_key="abc", num_processes=4,
                                  device="cuda", force=True)
     assert command == [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "4",
+        sys.executable, "-P", "-m", "accelerate.commands.launch", "--num_processes", "4",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--multi_gpu", "-m", "ftci", "train", "--in-process", "--run-key", "abc",
         "-c", str(config), "--set", "train.lora.r=8", "--force"]

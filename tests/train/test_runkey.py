@@ -161,6 +161,24 @@ def test_file_digests_are_cached_by_size_and_mtime(repo: Path, tmp_path: Path,
     assert inputs_for(repo, moved).key == honest
 
 
+def test_a_rewrite_that_keeps_size_and_mtime_is_hashed_again(repo: Path, tmp_path: Path,
+                                                              tiny_llama_dir: Path) -> None:
+    """`touch -r` (or os.utime) can restore a rewritten file's mtime, not its ctime: the digest
+    cache keys on (inode, size, mtime, ctime), so the new bytes change the run key."""
+    copy = tmp_path / "model-copy"
+    shutil.copytree(tiny_llama_dir, copy)
+    weights = copy / "model.safetensors"
+    before = inputs_for(repo, f"base_model={copy}").key
+    stat = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (stat.st_size,
+                                                                    stat.st_mtime_ns)
+    assert inputs_for(repo, f"base_model={copy}").key != before
+
+
 def test_versions_come_from_package_metadata() -> None:
     versions = package_versions()
     for name in ("torch", "transformers", "peft", "accelerate"):

@@ -126,6 +126,7 @@ class HFBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ftci.data.tokenizer import end_of_turn_ids
+        from ftci.models.starter import verify_pulled_model
 
         cuda = torch.cuda.is_available() if self.device_name is None else \
             self.device_name.startswith("cuda")
@@ -134,6 +135,7 @@ class HFBackend:
         tokenizer_dir = self.adapter_dir if self.adapter_dir is not None and any(
             (self.adapter_dir / name).is_file() for name in TOKENIZER_SOURCE_FILES) \
             else self.model_dir
+        verify_pulled_model(self.model_dir)  # the recorded sha256 of every file, before loading
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
         model: Any = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype,
                                                           local_files_only=True)

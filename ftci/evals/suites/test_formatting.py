@@ -22,8 +22,9 @@ def _schema(ftci_config: Any) -> Path:
     schema = ftci_config.config.task.output_schema
     if schema is None:
         pytest.skip("task.output_schema is not set")
-    path = Path(schema)
-    return path if path.is_absolute() else ftci_config.root / path
+    from ftci.config.paths import config_path
+
+    return config_path(schema, ftci_config.root, "task.output_schema")
 
 
 def test_outputs_meet_the_schema(task: Any, ftci_config: Any, candidate: Any,
