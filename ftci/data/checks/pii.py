@@ -83,6 +83,9 @@ _TOKEN_PREFIX = re.compile(  # public prefixes that name a token's issuer, safe 
     r"pypi-|sq0csp-|AccountKey=|AC|SK)"
 )
 _TOKEN_CHAR = re.compile(r"[A-Za-z0-9_\-+/=.]")
+# What follows a private key header in this module's own excerpt: the key is already masked
+# (`-----BEGIN RSA PRIVATE KEY----- ****`), so redacting a finding's text again changes nothing.
+_MASKED_KEY = re.compile(r"(?:-{5})? \*{4}(?![\w+/=])(?!\s*\n[A-Za-z0-9+/=]{16})")
 _URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S+", re.I)
 _WORD = re.compile(r"[A-Za-z0-9+/=_-]{" + str(HIGH_ENTROPY_MIN_LENGTH) + ",}")
 
@@ -172,18 +175,35 @@ def _maybe_sensitive(text: str) -> bool:
 
 def scan_text(text: str, field: str = "") -> list[Hit]:
     """Everything found in `text`, most specific first; a span found once is not re-matched."""
-    if not _maybe_sensitive(text):
-        return []
-    hits: list[Hit] = []
-    work = text
-    for kind, severity, finder in _finders():
-        for start, end, excerpt in finder(work):
-            hits.append(Hit(kind, severity, field, excerpt))
-            work = work[:start] + " " * (end - start) + work[end:]
-    return hits
+    return [Hit(found.kind, found.severity, field, found.excerpt) for found in find_spans(text)]
 
 
 Span = tuple[int, int, str]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A span of the scanned text, its kind and what shows in its place (ftci.redact uses it)."""
+
+    start: int
+    end: int
+    kind: str
+    severity: FindingSeverity
+    excerpt: str
+
+
+def find_spans(text: str) -> list[Found]:
+    """Every finder's spans in `text`, most specific finder first. A span found once is blanked
+    out before the next finder runs, so spans never overlap and keep their offsets in `text`."""
+    if not _maybe_sensitive(text):
+        return []
+    found: list[Found] = []
+    work = text
+    for kind, severity, finder in _finders():
+        for start, end, excerpt in finder(work):
+            found.append(Found(start, end, kind, severity, excerpt))
+            work = work[:start] + " " * (end - start) + work[end:]
+    return found
 
 
 def _finders() -> list[tuple[str, FindingSeverity, Callable[[str], list[Span]]]]:
@@ -219,11 +239,14 @@ def find_secrets(text: str) -> list[Span]:
             if "PRIVATE KEY" in text or "PuTTY-User-Key-File" in text:
                 for match in _PEM_BLOCK.finditer(text):
                     head = match.group(0).split("-----")[1]
+                    if _MASKED_KEY.match(text, match.start() + len(head) + 10):
+                        continue  # already this module's excerpt: nothing left to hide
                     spans.append((match.start(), match.end(), f"-----{head}----- ****"))
                 for regex in plugin.denylist:
                     for match in regex.finditer(text):
-                        if not covered(match.start()):
-                            spans.append((match.start(), len(text), f"{match.group(0)} ****"))
+                        if covered(match.start()) or _MASKED_KEY.match(text, match.end()):
+                            continue
+                        spans.append((match.start(), len(text), f"{match.group(0)} ****"))
             continue
         for regex in plugin.denylist:
             for match in regex.finditer(text):
