@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
+
+if TYPE_CHECKING:
+    from ftci.data.diff import DiffSide
 
 
 @click.group("data")
@@ -72,19 +76,31 @@ def split_command(ctx: click.Context, config_path: Path | None, overrides: tuple
 
 
 @data_group.command("diff")
-@click.argument("base")
-@click.argument("head", default="HEAD")
+@click.argument("revisions", nargs=-1, metavar="[BASE] [HEAD]")
+@click.option("--base-path", type=click.Path(path_type=Path), default=None,
+              help="Compare from this directory (with its ftci.yaml) or data file instead of "
+                   "the BASE revision.")
+@click.option("--head-path", type=click.Path(path_type=Path), default=None,
+              help="Compare to this directory (with its ftci.yaml) or data file instead of the "
+                   "HEAD revision.")
 @config_path_option
 @config_options
 @click.option("--markdown", "markdown_out", type=click.Path(path_type=Path), default=None,
               help="Also write the diff as Markdown to this file; '-' prints Markdown.")
 @click.pass_context
-def diff_command(ctx: click.Context, base: str, head: str, config_path: Path | None,
+def diff_command(ctx: click.Context, revisions: tuple[str, ...], base_path: Path | None,
+                 head_path: Path | None, config_path: Path | None,
                  overrides: tuple[str, ...], markdown_out: Path | None) -> None:
-    """What changed between BASE and HEAD (git revisions or paths): records, labels, findings."""
+    """What changed between git revisions BASE and HEAD (default HEAD): records, labels,
+    findings.
+
+    BASE and HEAD are always git revisions, never paths: compare a directory or data file with
+    --base-path / --head-path (then the one revision given is the other side).
+    """
     from ftci.config.loader import resolve_config_path
     from ftci.data.diff import diff_data, render_diff_markdown
 
+    base, head = _diff_sides(revisions, base_path, head_path)
     diff = diff_data(base, head, resolve_config_path(config_path), overrides)
     markdown = render_diff_markdown(diff)
     if wants_json(ctx):
@@ -94,6 +110,28 @@ def diff_command(ctx: click.Context, base: str, head: str, config_path: Path | N
     if markdown_out is not None and str(markdown_out) != "-":
         with open(markdown_out, "a", encoding="utf-8") as handle:
             handle.write(markdown)
+
+
+def _diff_sides(revisions: tuple[str, ...], base_path: Path | None,
+                head_path: Path | None) -> tuple[DiffSide, DiffSide]:
+    """BASE [HEAD] as revisions; a --base-path or --head-path takes that side's place."""
+    from ftci.data.diff import DiffSide
+
+    wanted = 2 - (base_path is not None) - (head_path is not None)
+    if len(revisions) > wanted:
+        given = " and ".join(f"--{side}-path" for side, path in (("base", base_path),
+                                                                  ("head", head_path)) if path)
+        raise click.UsageError(f"too many revisions: {' '.join(revisions)}"
+                               + (f" (with {given})" if given else ""))
+    names = list(revisions)
+    base = DiffSide(path=base_path) if base_path is not None else None
+    if base is None:
+        if not names:
+            raise click.UsageError("give the BASE revision (e.g. origin/main), or --base-path")
+        base = DiffSide(revision=names.pop(0))
+    head = DiffSide(path=head_path) if head_path is not None else DiffSide(
+        revision=names.pop(0) if names else "HEAD")
+    return base, head
 
 
 @data_group.command("stats")
@@ -114,13 +152,15 @@ def stats_command(ctx: click.Context, config_path: Path | None,
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from ftci.report.escape import one_line
+
+    console = Console(markup=False, highlight=False)  # labels and file names are data, not markup
     console.print(f"{stats.records:,} records; splits " + ", ".join(
         f"{k} {v:,}" for k, v in stats.splits.items()) + (
         f"; {stats.problems} unreadable (see `ftci data check`)" if stats.problems else ""))
     files = Table("file", "records")
     for name, count in stats.files.items():
-        files.add_row(name, f"{count:,}")
+        files.add_row(one_line(name), f"{count:,}")
     console.print(files)
     lengths = Table("words", "mean", "p50", "p95", "max")
     for name, row in (("input", stats.input_words), ("output", stats.output_words)):
@@ -129,7 +169,7 @@ def stats_command(ctx: click.Context, config_path: Path | None,
     if stats.labels:
         labels = Table("label", "records", title=f"{len(stats.labels)} labels")
         for label, count in stats.labels.items():
-            labels.add_row(label, f"{count:,}")
+            labels.add_row(one_line(label), f"{count:,}")
         console.print(labels)
 
 

@@ -2,6 +2,9 @@
 
 Exit codes: 2 when records could not be read (the parse rule found unreadable lines or a source
 matched no file), 1 when any rule reports an error, else 0.
+
+Findings leave here with secrets and PII redacted (ftci/redact.py), whatever rule made them:
+messages, details (excerpts of inputs and answers, labels) and the records they point at.
 """
 
 from __future__ import annotations
@@ -133,6 +136,7 @@ def run_checks(config: FtciConfig, root: Path, *, use_tokenizer: bool = True,
     parse_severity = configured_severity(config, "parse")
     findings = [f if f.rule != "parse" else _with_severity(f, parse_severity) for f in findings
                 if not (f.rule == "parse" and parse_severity == "off")]
+    findings = [_redacted(finding) for finding in findings]
     verdict = verdict_for(findings, len(records), checks.recommended_examples)
     return DataReport(verdict=verdict, findings=findings, records=records, splits=splits,
                       files=list(loaded.files), unreadable=loaded.unreadable, seconds=timings,
@@ -143,6 +147,19 @@ def _with_severity(finding: Finding, severity: str | None) -> Finding:
     """Configured severities re-grade error and warn findings; info stays info."""
     if severity in ("error", "warn") and finding.severity != "info":
         finding.severity = severity  # type: ignore[assignment]
+    return finding
+
+
+def _redacted(finding: Finding) -> Finding:
+    """The finding with secrets and PII in its text redacted (the `pii` rule's own findings are
+    already redacted, and stay as they are): every renderer and `--json` read findings from
+    here, so none can show what a record holds."""
+    from ftci.redact import redact_text, redact_value
+
+    finding.message = redact_text(finding.message)
+    finding.details = redact_value(finding.details)
+    finding.records = [RecordRef(id=redact_text(ref.id), file=redact_text(ref.file),
+                                 line=ref.line) for ref in finding.records]
     return finding
 
 

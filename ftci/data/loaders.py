@@ -410,7 +410,12 @@ def _walk(directory: Path, root: Path) -> list[Path]:
 
 
 def _display(path: Path, root: Path) -> str:
+    """The name records and problems show for `path`: relative to the root when inside it, with
+    control characters escaped (a file named `x\\n::error::y.jsonl` must not print a line GitHub
+    reads as a workflow command)."""
+    from ftci.report.escape import escape_controls
+
     try:
-        return path.relative_to(root).as_posix()
+        return escape_controls(path.relative_to(root).as_posix())
     except ValueError:
-        return str(path)
+        return escape_controls(str(path))

@@ -1,7 +1,9 @@
 """How a data check reads: verdict first, a table per rule, the first examples of each finding.
 
 Three renderings of one `DataReport`: terminal text (rich), Markdown (PR comments and step
-summaries) and GitHub workflow annotations.
+summaries) and GitHub workflow annotations. Findings arrive redacted (ftci/data/check.py); what
+they say about records is still untrusted text, shown through ftci/report/escape.py: one line
+in the terminal, inert in Markdown, escaped in workflow commands.
 """
 
 from __future__ import annotations
@@ -10,6 +12,15 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from ftci.data.findings import Finding
+from ftci.report.escape import (
+    html_text,
+    markdown_code,
+    markdown_inline,
+    markdown_text,
+    one_line,
+    workflow_message,
+    workflow_property,
+)
 
 if TYPE_CHECKING:
     from ftci.data.check import DataReport
@@ -35,7 +46,7 @@ def _by_rule(findings: list[Finding]) -> dict[str, list[Finding]]:
 
 
 def _where(finding: Finding) -> str:
-    refs = [f"{ref.file}:{ref.line}" for ref in finding.records[:REFS_PER_FINDING]]
+    refs = [f"{one_line(ref.file)}:{ref.line}" for ref in finding.records[:REFS_PER_FINDING]]
     more = len(finding.records) - REFS_PER_FINDING
     return ", ".join(refs) + (f" (+{more} more)" if more > 0 else "")
 
@@ -56,7 +67,7 @@ def render_text(report: DataReport) -> str:
                   f"test {splits['test']:,}" + (f"; {counts['labels']} labels"
                                                 if counts["labels"] else ""))
     for note in report.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {one_line(note)}", soft_wrap=True)
     grouped = _by_rule(report.findings)
     if grouped:
         table = Table(title="findings by rule")
@@ -67,10 +78,10 @@ def render_text(report: DataReport) -> str:
                                   for s in ("error", "warn", "info")))
         console.print(table)
     for rule, findings in grouped.items():
-        console.print(f"\n[{rule}]")
+        console.print(f"\n[{one_line(rule)}]")
         for finding in findings[:EXAMPLES_PER_RULE]:
             where = _where(finding)
-            console.print(f"  {finding.severity}: {finding.message}"
+            console.print(f"  {finding.severity}: {one_line(finding.message)}"
                           + (f"\n    at {where}" if where else ""), soft_wrap=True)
         if len(findings) > EXAMPLES_PER_RULE:
             console.print(f"  ... and {len(findings) - EXAMPLES_PER_RULE} more "
@@ -85,22 +96,22 @@ def render_markdown(report: DataReport) -> str:
     lines.append(f"Splits: train {splits['train']:,} · val {splits['val']:,} · "
                  f"test {splits['test']:,}" + (f" · {counts['labels']} labels"
                                                if counts["labels"] else ""))
-    lines.extend(f"> note: {note}" for note in report.notes)
+    lines.extend(f"> note: {markdown_text(note)}" for note in report.notes)
     grouped = _by_rule(report.findings)
     if grouped:
         lines += ["", "| rule | errors | warnings | info |", "|---|---:|---:|---:|"]
         for rule, findings in grouped.items():
             cells = [str(sum(f.severity == s for f in findings)) for s in ("error", "warn",
                                                                             "info")]
-            lines.append(f"| `{rule}` | " + " | ".join(cells) + " |")
+            lines.append(f"| {markdown_code(rule)} | " + " | ".join(cells) + " |")
         for rule, findings in grouped.items():
-            lines += ["", f"<details><summary><code>{rule}</code>: {len(findings)} "
+            lines += ["", f"<details><summary><code>{html_text(rule)}</code>: {len(findings)} "
                       "finding(s)</summary>", ""]
             for finding in findings[:EXAMPLES_PER_RULE]:
                 where = _where(finding)
-                text = _escape(finding.message)
-                lines.append(f"- **{finding.severity}** {text}" + (f" — `{where}`"
-                                                                   if where else ""))
+                text = markdown_inline(finding.message)
+                lines.append(f"- **{finding.severity}** {text}"
+                             + (f" — {markdown_code(where, table=False)}" if where else ""))
             if len(findings) > EXAMPLES_PER_RULE:
                 lines.append(f"- … and {len(findings) - EXAMPLES_PER_RULE} more")
             lines += ["", "</details>"]
@@ -115,22 +126,10 @@ def render_annotations(report: DataReport) -> list[str]:
             continue
         level = "error" if finding.severity == "error" else "warning"
         ref = finding.records[0] if finding.records else None
-        props = [f"file={_prop(ref.file)}", f"line={ref.line}"] if ref and ref.file else []
-        props.append(f"title={_prop('ftci ' + finding.rule)}")
-        annotations.append(f"::{level} {','.join(props)}::{_data(finding.message)}")
+        props = ([f"file={workflow_property(ref.file)}", f"line={int(ref.line)}"]
+                 if ref and ref.file else [])
+        props.append(f"title={workflow_property('ftci ' + finding.rule)}")
+        annotations.append(f"::{level} {','.join(props)}::{workflow_message(finding.message)}")
         if len(annotations) == MAX_ANNOTATIONS:
             break
     return annotations
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;")
-
-
-def _data(text: str) -> str:
-    # Workflow-command escaping, as GitHub documents for the message part.
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _prop(text: str) -> str:
-    return _data(text).replace(":", "%3A").replace(",", "%2C")

@@ -1,4 +1,7 @@
-"""`ftci data stats`: what the data is, without judging it (counts, labels, lengths, splits)."""
+"""`ftci data stats`: what the data is, without judging it (counts, labels, lengths, splits).
+
+Labels are shown, so they are counted redacted (ftci/redact.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftci.data.diff import _lengths
+from ftci.redact import redact_text
 
 if TYPE_CHECKING:
     from ftci.config.models import FtciConfig
@@ -42,7 +46,9 @@ def compute_stats(config: FtciConfig, root: Path) -> DataStats:
     return DataStats(
         records=len(records),
         files={str(path): count for path, count in loaded.counts_by_file.items()},
-        labels=dict(Counter(r.label for r in records if r.label is not None).most_common()),
+        # shown by `ftci data stats`: redacted (labels that redact alike count together)
+        labels=dict(Counter(redact_text(r.label) for r in records
+                            if r.label is not None).most_common()),
         splits={split: split_counts.get(split, 0) for split in SPLITS},
         input_words=_lengths(records),
         output_words=_lengths(outputs),
