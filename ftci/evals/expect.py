@@ -6,7 +6,8 @@
 A failing expectation raises AssertionError whose message is what a reviewer needs: the
 metric, its value with a confidence interval and n, the baseline's value and the paired
 test's result, and the worst items. Every expectation, passed or failed, is recorded for
-`results.json` and the report.
+`results.json` and the report. Items are record text and model outputs: a `GateRecord` and the
+failure message hold them redacted (ftci/redact.py), never as they were.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ftci.evals.types import MetricResult
+from ftci.redact import redact_text, redact_value
 
 WORST_ITEMS = 5
 
@@ -41,6 +43,15 @@ class GateRecord:
     worst: list[dict[str, Any]] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)  # per-item outputs and scores
     eval_set_hash: str | None = None
+
+    def __post_init__(self) -> None:
+        # the test id can hold a parametrised label; the rest are inputs, references, outputs
+        self.test = redact_text(self.test)
+        self.gate = redact_text(self.gate)
+        self.metric = redact_text(self.metric)
+        self.message = redact_text(self.message)
+        self.worst = redact_value(self.worst)
+        self.items = redact_value(self.items)
 
     def to_dict(self) -> dict[str, Any]:
         return {"test": self.test, "gate": self.gate, "metric": self.metric,
@@ -110,7 +121,7 @@ class Expectation:
                             items=_items(result), eval_set_hash=result.eval_set_hash)
         RECORDS.append(record)
         if not passed:
-            raise AssertionError(_failure_text(headline, worst))
+            raise AssertionError(_failure_text(record))
         return result
 
     def _compare(self, baseline: MetricResult, test: Literal["non_inferiority", "superiority"],
@@ -133,7 +144,7 @@ class Expectation:
                             eval_set_hash=result.eval_set_hash)
         RECORDS.append(record)
         if not comparison.passed:
-            raise AssertionError(_failure_text(headline, worst))
+            raise AssertionError(_failure_text(record))
         return result
 
 
@@ -199,11 +210,12 @@ def _item_view(result: MetricResult, index: int, *, candidate_score: float) -> d
             "candidate_score": candidate_score}
 
 
-def _failure_text(headline: str, worst: list[dict[str, Any]]) -> str:
-    lines = [headline]
-    if worst:
+def _failure_text(record: GateRecord) -> str:
+    """The AssertionError's text, from the record's redacted message and worst items."""
+    lines = [record.message]
+    if record.worst:
         lines.append("worst items:")
-        for view in worst:
+        for view in record.worst:
             lines.append(f"  - [{view['id']}] input: {_clip(view['input'])}")
             lines.append(f"    expected: {_clip(view['expected'])} | candidate: "
                          f"{_clip(view['candidate'])}"

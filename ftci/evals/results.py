@@ -7,6 +7,9 @@
           comparison, message, worst, eval_set_hash, items: [{id, score, output, expected,
           baseline_score?, baseline_output?}]}],
  tests: {nodeid: passed|failed|error|skipped}, bad_input: [messages]}
+
+Every string in it is redacted (ftci/redact.py): items hold test inputs, references and model
+outputs, node ids hold parametrised labels, and results.json is uploaded and rendered.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ SCHEMA_VERSION = 1
 def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
                   ) -> dict[str, Any]:
     from ftci import __version__
+    from ftci.redact import redact_value
+
     records = state.records
     models: dict[str, Any] = {}
     for role, model in state._models.items():
@@ -32,7 +37,7 @@ def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
                         "backend": ref.backend, "identity": identity, "details": ref.details}
     gates = [record.to_dict() for record in records]
     failed_tests = [node for node, outcome in outcomes.items() if outcome in ("failed", "error")]
-    return {
+    return redact_value({  # type: ignore[no-any-return]
         "schema": SCHEMA_VERSION,
         "ftci_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -46,4 +51,4 @@ def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
         "gates": gates,
         "tests": dict(sorted(outcomes.items())),
         "bad_input": list(state.bad_input),
-    }
+    })

@@ -1,6 +1,8 @@
 """`ftci eval`: run the eval suites and declarative gates under pytest with the ftci plugin.
 
-Writes `.ftci/reports/<run>/results.json` and `junit.xml`. Exit codes follow DESIGN.md:
+Writes `.ftci/reports/<run>/results.json` and `junit.xml`; both, and everything pytest prints,
+are redacted (ftci/redact.py): test ids, assertion messages and captured output carry record
+text and model outputs. Exit codes follow DESIGN.md:
 0 every gate passed, 1 a gate (test) failed, 2 bad input (config, missing splits or models,
 no suites), 3 pytest's internal error, 130 interrupted.
 """
@@ -99,9 +101,34 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
     if not use_cache:
         args.append("--ftci-no-cache")
     args += list(pytest_args)
-    code = int(pytest.main(args, plugins=[]))
+    from ftci.redact import redacted_output
+
+    with redacted_output():
+        code = int(pytest.main(args, plugins=[]))
+    redact_junit(junit_path)
     results = _read(results_path)
     return EvalOutcome(_exit_code(code, results), out, results, code)
+
+
+def redact_junit(path: Path) -> None:
+    """Rewrite pytest's junit.xml with every text and attribute redacted (atomically). Parsed,
+    not searched as text: a replacement can then never cut through the XML's markup."""
+    import xml.etree.ElementTree as ElementTree
+
+    from ftci.io import atomic_write_bytes
+    from ftci.redact import redact_text
+
+    try:
+        tree = ElementTree.parse(path)
+    except (OSError, ElementTree.ParseError):
+        return  # pytest wrote none (e.g. a usage error): nothing to redact
+    for element in tree.iter():
+        element.text = redact_text(element.text) if element.text else element.text
+        element.tail = redact_text(element.tail) if element.tail else element.tail
+        for key, value in element.attrib.items():
+            element.attrib[key] = redact_text(value)
+    atomic_write_bytes(path, ElementTree.tostring(tree.getroot(), encoding="utf-8",
+                                                  xml_declaration=True))
 
 
 def _new_report_dir(reports: Path) -> Path:
