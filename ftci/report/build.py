@@ -8,6 +8,10 @@ renderers say "not run". Inputs are the files the stages write:
 - training: `.ftci/runs/<key>/manifest.json` + `metrics.jsonl`, or the JSON of `ftci --json train`
   (which alone knows whether the run was a cache hit);
 - eval: `.ftci/reports/<time>/results.json` (shape documented in ftci/evals/results.py).
+
+The data check, data diff and eval results are redacted (ftci/redact.py) as they are read: the
+stages redact what they write, but a results.json from an older ftci, or one edited by hand,
+must not put a secret in report.md, report.html, an annotation or the PR comment either.
 """
 
 from __future__ import annotations
@@ -180,9 +184,10 @@ def build_report(root: Path, *, data_check: Path | None = None, data_diff: Path 
     env = dict(os.environ) if env is None else env
     report = Report(root=root, run_url=actions_run_url(env))
     if data_check is not None:
-        report.data_check, report.data_check_path = _read_json(data_check, "data check"), data_check
+        report.data_check = _read_redacted(data_check, "data check")
+        report.data_check_path = data_check
     if data_diff is not None:
-        report.data_diff, report.data_diff_path = _read_json(data_diff, "data diff"), data_diff
+        report.data_diff, report.data_diff_path = _read_redacted(data_diff, "data diff"), data_diff
     report.train = load_train(root, run) if run is not None or discover else None
     eval_path = eval_results if eval_results is not None else (
         newest_results(root) if discover else None)
@@ -202,7 +207,7 @@ def newest_results(root: Path) -> Path | None:
 
 
 def load_eval(path: Path) -> EvalSection:
-    results = _read_json(path, "eval results")
+    results = _read_redacted(path, "eval results")
     gates = results.get("gates")
     if not isinstance(gates, list):
         raise BadInputError(f"{path}: not an ftci results.json (no `gates` list)",
@@ -350,6 +355,13 @@ def actions_run_url(env: dict[str, str]) -> str | None:
     if not (server and repo and run_id):
         return None
     return f"{server.rstrip('/')}/{repo}/actions/runs/{run_id}"
+
+
+def _read_redacted(path: Path, what: str) -> dict[str, Any]:
+    """A stage output that carries record text or model outputs, every string redacted."""
+    from ftci.redact import redact_value
+
+    return redact_value(_read_json(path, what))  # type: ignore[no-any-return]
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

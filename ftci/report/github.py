@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ftci.errors import BadInputError, InfraError
+from ftci.report.escape import workflow_message, workflow_property
 
 DEFAULT_API_URL = "https://api.github.com"
 RETRY_STATUSES = (500, 502, 503, 504)
@@ -184,18 +185,19 @@ def append_step_summary(path: str, markdown: str) -> None:
 
 
 def gate_annotations(report: Any) -> list[str]:
-    """`::error` workflow commands for failed gates and failed eval tests."""
+    """`::error` workflow commands for failed gates and failed eval tests (every property and
+    message escaped: test ids and gate messages carry labels and model outputs)."""
     if report.eval is None:
         return []
+    failures = [(gate.test, "ftci gate failed", gate.message or gate.gate)
+                for gate in report.eval.failed_gates]
+    failures += [(node, "ftci eval test", node + " failed") for node in report.eval.failed_tests]
     lines = []
-    for gate in report.eval.failed_gates:
-        file = gate.test.split("::", 1)[0]
-        props = ([f"file={_prop(file)}"] if file else []) + [f"title={_prop('ftci gate failed')}"]
-        lines.append(f"::error {','.join(props)}::{_data(gate.message or gate.gate)}")
-    for node in report.eval.failed_tests:
-        file = node.split("::", 1)[0]
-        props = ([f"file={_prop(file)}"] if file else []) + [f"title={_prop('ftci eval test')}"]
-        lines.append(f"::error {','.join(props)}::{_data(node + ' failed')}")
+    for test, title, message in failures:
+        file = test.split("::", 1)[0]
+        props = ([f"file={workflow_property(file)}"] if file else []) + [
+            f"title={workflow_property(title)}"]
+        lines.append(f"::error {','.join(props)}::{workflow_message(message)}")
     return lines
 
 
@@ -228,10 +230,3 @@ def _json(raw: bytes) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
 
-
-def _data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _prop(text: str) -> str:
-    return _data(text).replace(":", "%3A").replace(",", "%2C")

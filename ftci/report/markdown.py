@@ -19,6 +19,7 @@ from ftci.report.build import (
     TrainSection,
     data_check_view,
 )
+from ftci.report.escape import clip, html_text, markdown_code, markdown_text
 from ftci.report.mermaid import caption, render_mermaid
 
 COMMENT_LIMIT = 65_536  # GitHub's limit on an issue comment body, in characters
@@ -190,11 +191,13 @@ def _worst_section(section: EvalSection, budget: int) -> str:
     used = len(opening) + 200  # + the "left out" note
     dropped = 0
     for gates, items in groups:
-        names = ", ".join(f"{code(g.test, 80)}" for g in gates[:4])
+        # <summary> opens a raw HTML block: entities, not Markdown, keep its text inert
+        names = ", ".join(f"<code>{html_text(clip(g.test, 80))}</code>" for g in gates[:4])
         names += f" (+{len(gates) - 4} more)" if len(gates) > 4 else ""
         mark = "❌" if any(not g.passed for g in gates) else "✅"
         with_baseline = any("baseline" in item for item in items)
-        header = (f"\n<details><summary>{mark} {cell(gates[0].metric, 40)}: {len(items)} worst "
+        metric = html_text(clip(gates[0].metric, 40))
+        header = (f"\n<details><summary>{mark} {metric}: {len(items)} worst "
                   f"item(s) — {names}</summary>\n\n| id | input | expected | candidate |"
                   + (" baseline |" if with_baseline else "") + "\n|---|---|---|---|"
                   + ("---|" if with_baseline else "") + "\n")
@@ -265,20 +268,14 @@ def _links(report: Report, out_dir: Path | None) -> list[str]:
 
 
 def code(text: str, limit: int = CELL_CHARS) -> str:
-    """A code span safe in a table cell (entities do not decode inside code spans)."""
-    text = " ".join(str(text).split()).replace("`", "'")
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return "`" + text.replace("|", "\\|") + "`"
+    """A code span safe in a table cell (nothing renders inside code spans)."""
+    return markdown_code(str(text), limit)
 
 
 def cell(text: str, limit: int = CELL_CHARS) -> str:
-    """Safe inside a Markdown table cell: one line, `|` escaped, no raw HTML, clipped."""
-    text = " ".join(str(text).split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("|", "\\|").replace("`", "'"))
+    """Untrusted text safe inside a Markdown table cell: one line, clipped, rendering as itself
+    (no HTML, links, images, mentions or issue references; see ftci/report/escape.py)."""
+    return markdown_text(str(text), limit)
 
 
 def clip_block(text: str, limit: int) -> str:

@@ -206,7 +206,7 @@ def test_the_worst_items_are_cut_to_fit_githubs_limit(tmp_path: Path) -> None:
     assert "left out to fit GitHub's comment limit" in markdown
     assert markdown.count("<details>") == markdown.count("</details>")
     worst = markdown[markdown.index("### Worst items"):]
-    assert worst.index("::test_7`") < worst.index("::test_1`")  # failed gates first
+    assert worst.index("::test_7</code>") < worst.index("::test_1</code>")  # failed gates first
 
 
 def test_huge_data_sections_are_clipped_too(tmp_path: Path, repo: Path) -> None:
