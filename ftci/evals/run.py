@@ -173,6 +173,8 @@ def _p_text(p_value: float | None) -> str:
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
     """The table `ftci eval` prints: one line per gate."""
+    from ftci.report.escape import one_line
+
     rows = [("gate", "metric", "candidate", "baseline", "delta [CI]", "p", "result")]
     for gate in results.get("gates", []):
         comparison = gate.get("comparison") or {}
@@ -184,7 +186,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         p_value = comparison.get("p_value")
         low, high = (gate.get("interval") or [None, None])[:2]
         value = f"{gate['value']:.4f}" + ("" if low is None else f" [{low:.4f}, {high:.4f}]")
-        rows.append((gate["gate"], gate["metric"], value,
+        rows.append((one_line(gate["gate"]), one_line(gate["metric"]), value,
                      "" if gate.get("baseline") is None else f"{gate['baseline']:.4f}",
                      delta_text, _p_text(p_value),
                      "pass" if gate["passed"] else "FAIL"))

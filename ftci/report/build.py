@@ -156,11 +156,13 @@ class Report:
             if self.eval.bad_input:
                 parts.append("eval input errors")
         if self.data_check is not None:
-            verdict = str(self.data_check.get("verdict", "?"))
-            counts = self.data_check.get("counts") or {}
+            # the verdict line is printed and is a heading: only known words and numbers
+            verdict = str(self.data_check.get("verdict"))
+            verdict = verdict if verdict in ("poor", "okay", "excellent") else "?"
+            errors = (self.data_check.get("counts") or {}).get("errors")
             data = f"data {verdict}"
-            if self.data_failed and counts.get("errors"):
-                data += f" ({counts['errors']} error{'s' if counts['errors'] != 1 else ''})"
+            if self.data_failed and isinstance(errors, int) and errors:
+                data += f" ({errors} error{'s' if errors != 1 else ''})"
             parts.append(data)
         if not parts:
             return "⚪ ftci: no stage outputs found"

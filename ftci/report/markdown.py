@@ -61,8 +61,8 @@ def _eval_section(section: EvalSection | None) -> list[str]:
         if model:
             who.append(f"{role}: {cell(str(model.get('description') or model.get('spec')))}")
     eval_sets = results.get("eval_sets") or {}
-    sizes = [f"{split} n={info.get('n')}" for split, info in eval_sets.items()
-             if isinstance(info, dict)]
+    sizes = [f"{cell(split, 20)} n={cell(str(info.get('n')), 12)}"
+             for split, info in eval_sets.items() if isinstance(info, dict)]
     if who or sizes:
         lines += [" · ".join(who + sizes), ""]
     if section.gates:
@@ -125,14 +125,14 @@ def _data_diff_section(report: Report) -> list[str]:
     lines = [f"#### data diff {code(str(diff.get('base')), 60)} → "
              f"{code(str(diff.get('head')), 60)}", "",
              f"Verdict: {cell(str(verdict.get('base')))} → **{cell(str(verdict.get('head')))}** · "
-             f"+{counts.get('added', 0)} added · −{counts.get('removed', 0)} removed · "
-             f"~{counts.get('modified', 0)} modified · {counts.get('unchanged', 0)} unchanged"]
+             f"+{_count(counts, 'added')} added · −{_count(counts, 'removed')} removed · "
+             f"~{_count(counts, 'modified')} modified · {_count(counts, 'unchanged')} unchanged"]
     labels = diff.get("labels") or {}
     if labels:
         lines += ["", "| label | base | head | Δ |", "|---|---:|---:|---:|"]
         for label, change in list(labels.items())[:30]:
-            lines.append(f"| {code(label, 60)} | {change.get('base')} | {change.get('head')} | "
-                         f"{int(change.get('delta') or 0):+d} |")
+            lines.append(f"| {code(label, 60)} | {_count(change, 'base')} | "
+                         f"{_count(change, 'head')} | {_count(change, 'delta'):+d} |")
         if len(labels) > 30:
             lines.append(f"| … {len(labels) - 30} more | | | |")
     for key, title in (("findings_introduced", "findings introduced"),
@@ -159,7 +159,8 @@ def _train_section(train: TrainSection | None) -> list[str]:
     lines = ["| run | cache | device | epochs | steps | best val loss | wall time | GPU-hours |",
              "|---|---|---|---:|---:|---:|---:|---:|",
              f"| {code(train.key, 40)} | {cache} | {cell(train.device, 30)} | {epochs} | "
-             f"{result.get('steps', '—')} | {fmt(_float(result.get('best_val_loss')))} | "
+             f"{cell(str(result.get('steps', '—')), 12)} | "
+             f"{fmt(_float(result.get('best_val_loss')))} | "
              f"{duration(train.wall_seconds)} | {gpu} |"]
     chart = render_mermaid(train.train_points, train.val_points)
     if chart is not None:
@@ -323,6 +324,12 @@ def _pct(value: float | None) -> str:
 def _common(values: Any) -> float | None:
     distinct = {value for value in values if value is not None}
     return distinct.pop() if len(distinct) == 1 else None
+
+
+def _count(values: Any, key: str) -> int:
+    """An integer from a stage's JSON, 0 when it is anything else (nothing else is printed)."""
+    value = values.get(key) if isinstance(values, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _float(value: Any) -> float | None:

@@ -61,7 +61,7 @@ def leaky_data_check() -> dict[str, Any]:
         "message": f"label `{SECRET}` conflicts with {HOSTILE}\n{FORGED}",
         "records": [{"id": "a1", "file": "data/x\n::error::pwned.jsonl", "line": 3}],
         "details": {"excerpt": SECRET, "answers": [{"answer": EMAIL, "records": 2}]}})
-    check["verdict"], check["exit_code"] = "poor", 1
+    check["verdict"], check["exit_code"] = "poor\n::error::forged verdict", 1
     return check
 
 
@@ -69,6 +69,7 @@ def leaky_data_diff() -> dict[str, Any]:
     diff = fixture_json("data-diff.json")
     diff["added"].insert(0, {"id": "b2", "file": "data/train.csv", "line": 9,
                              "input": f"{SECRET} {HOSTILE}", "output": f"{FORGED} {EMAIL}"})
+    diff["counts"]["added"] = "1\n::error::forged count"
     diff["labels"][f"refund {EMAIL}"] = {"base": 0, "head": 2, "delta": 2}
     diff["labels"][HOSTILE] = {"base": 0, "head": 1, "delta": 1}
     diff["findings_introduced"].insert(0, {"rule": "volume", "severity": "error",
@@ -137,6 +138,7 @@ def test_report_outputs_hold_no_secret_and_render_inert(github: FakeGitHub,
                 if line.lstrip().startswith("::") and line not in annotations]
     assert not any(line.lstrip().startswith("##[") for line in result.output.splitlines())
     assert any("file=data/x%0A%3A%3Aerror%3A%3Apwned.jsonl" in line for line in annotations)
+    assert "forged verdict" not in result.output and "forged count" not in outputs["report.md"]
     # the redacted forms are what the reviewer reads
     markdown = outputs["PR comment"]
     assert "ja***@***.io" in markdown and "AKIA**** (AWS Access Key)" in markdown
