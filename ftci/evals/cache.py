@@ -1,9 +1,17 @@
 """The eval output cache: model outputs keyed by what determines them.
 
-Key = sha256 of (model identity, backend, operation, the prompt messages, the labels or
-generation parameters). The identity is a digest of the weights, adapter and tokenizer files
-(`weights_identity`), never a model name: a retrained model cannot hit a stale entry, and
-several tests (or a rerun) on the same model share one generation pass.
+Key = sha256 of the JSON list
+`[KEY_FORMAT, model identity, backend, chat template sha256, operation, payload]`:
+
+- the model identity (`ftci.evals.backends.identity`) covers every file of the model and
+  adapter directories, ftci's scoring code, the library versions, the device class and dtype;
+  never a model name: a retrained model cannot hit a stale entry;
+- the chat template is the sha256 of the template text the backend renders with (None for a
+  model built outside `ftci.evals.resolve` that keeps its own: its files are in the identity);
+- the payload is the prompt messages with the labels or generation parameters.
+
+Several tests (or a rerun) on the same model share one generation pass. `KEY_FORMAT` is bumped
+whenever what a key covers changes, so older entries are never read again.
 
 Stored in SQLite (`.ftci/cache/eval-outputs.sqlite`): each batch commits in one transaction,
 so a killed eval keeps what it finished and never leaves a half-written entry.
@@ -19,10 +27,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+KEY_FORMAT = 2  # 2: runtime in the identity, the chat template in the key
 
-def cache_key(identity: str, backend: str, operation: str, payload: Any) -> str:
-    text = json.dumps([identity, backend, operation, payload], sort_keys=True,
-                      ensure_ascii=False, separators=(",", ":"))
+
+def cache_key(identity: str, backend: str, operation: str, payload: Any, *,
+              chat_template_sha256: str | None = None) -> str:
+    text = json.dumps([KEY_FORMAT, identity, backend, chat_template_sha256, operation, payload],
+                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -3,6 +3,10 @@
 It wraps a model backend with the output cache and loads the backend only when a cache miss
 needs it, so a rerun on an unchanged model never loads weights. Calls take a `Testset` (or
 items, or raw chats) and return outputs in the items' order.
+
+Cache keys (`ftci.evals.cache.cache_key`) carry the model identity (asked of a local backend,
+hf or vllm, without loading weights; an endpoint's is None unless pinned, so it is not
+cached) and the sha256 of `ModelRef.chat_template`, the template the backend renders with.
 """
 
 from __future__ import annotations
@@ -12,8 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ftci.evals.backends.base import Chat, GenerationParams, ModelBackend
+from ftci.evals.backends.identity import text_sha256
 from ftci.evals.cache import OutputCache, cache_key
 from ftci.evals.types import Item
+
+LOCAL_BACKENDS = ("hf", "vllm")  # identity from local files: asked of the backend
+
+
+@dataclass(frozen=True)
+class PromptSetting:
+    """How training turned a conversation into a prompt: the chat template's text (None: each
+    model's own) and `task.system_prompt`, and where they were read ("run KEY", "ftci.yaml")."""
+
+    chat_template: str | None
+    system_prompt: str | None
+    source: str
 
 
 @dataclass
@@ -27,6 +44,12 @@ class ModelRef:
     build: Callable[[], ModelBackend]
     identity: str | None = None  # known without loading (digests), else asked of the backend
     details: dict[str, Any] = field(default_factory=dict)
+    # the template text `build()`'s backend renders with (None: it keeps the artifact's own,
+    # which the identity covers); part of every cache key
+    chat_template: str | None = None
+    # what this model is evaluated with: a run's own training prompt, else the one passed on
+    # from the candidate or read from ftci.yaml (ftci.evals.resolve)
+    prompt: PromptSetting | None = None
 
 
 class EvalModel:
@@ -51,8 +74,12 @@ class EvalModel:
 
     @property
     def identity(self) -> str | None:
-        if self.ref.identity is None and self.ref.backend == "hf":
-            self.ref.identity = self.backend.identity
+        if self.ref.identity is None and self.ref.backend in LOCAL_BACKENDS:
+            backend = self.backend
+            self.ref.identity = backend.identity
+            runtime = getattr(backend, "runtime", None)
+            if callable(runtime):  # device, dtype, versions: for the report
+                self.ref.details.setdefault("runtime", runtime())
         return self.ref.identity
 
     def close(self) -> None:
@@ -96,8 +123,9 @@ class EvalModel:
         identity = self.identity if self.cache is not None else None
         if identity is None or self.cache is None:
             return list(compute(payloads))
-        keys = [cache_key(identity, self.ref.backend, operation, [_plain(p), params])
-                for p in payloads]
+        template = text_sha256(self.ref.chat_template)
+        keys = [cache_key(identity, self.ref.backend, operation, [_plain(p), params],
+                          chat_template_sha256=template) for p in payloads]
         found = self.cache.get_many(keys)
         missing = sorted({key: i for i, key in enumerate(keys) if key not in found}.values())
         if missing:

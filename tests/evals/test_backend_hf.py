@@ -50,6 +50,99 @@ def test_identity_changes_with_any_weight_file(tiny_llama_dir: Path, tmp_path: P
     assert weights_identity(copy) != weights_identity(tiny_llama_dir)
 
 
+COVERED = ["pytorch_model.bin", "model.pt", "consolidated.pth", "model.gguf", "tokenizer.model",
+           "merges.txt", "vocab.txt", "spiece.model", "added_tokens.json", "chat_template.jinja",
+           "notes.txt", "modeling_custom.py", "additional_chat_templates/tool_use.jinja",
+           "original/params.json", "deep/er/shard-00001.safetensors", "ftci-model.json"]
+
+
+@pytest.mark.parametrize("name", COVERED)
+def test_identity_covers_every_file_a_loader_could_read(tiny_llama_dir: Path, tmp_path: Path,
+                                                        name: str) -> None:
+    import shutil
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    for folder, content in ((before, b"one"), (after, b"two")):
+        shutil.copytree(tiny_llama_dir, folder)
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    assert weights_identity(before) != weights_identity(after)
+    assert weights_identity(before) != weights_identity(tiny_llama_dir)  # an added file counts
+
+
+@pytest.mark.parametrize("name", ["adapter_model.safetensors", "adapter_config.json",
+                                  "tokenizer.json", "sub/extra.bin"])
+def test_identity_covers_the_adapter_directory(tiny_llama_dir: Path, tmp_path: Path,
+                                               name: str) -> None:
+    adapters = []
+    for content in (b"one", b"two"):
+        adapter = tmp_path / content.decode()
+        (adapter / name).parent.mkdir(parents=True)
+        (adapter / name).write_bytes(content)
+        adapters.append(weights_identity(tiny_llama_dir, adapter))
+    assert adapters[0] != adapters[1]
+    assert weights_identity(tiny_llama_dir) not in adapters
+
+
+@pytest.mark.parametrize("name", [".DS_Store", ".cache/huggingface/download/x.lock",
+                                  "__pycache__/modeling_custom.cpython-312.pyc"])
+def test_identity_skips_hidden_files_and_bytecode(tiny_llama_dir: Path, tmp_path: Path,
+                                                  name: str) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_llama_dir, copy)
+    (copy / name).parent.mkdir(parents=True, exist_ok=True)
+    (copy / name).write_bytes(b"no loader reads this")
+    assert weights_identity(copy) == weights_identity(tiny_llama_dir)
+
+
+def test_identity_needs_neither_torch_nor_transformers_on_a_cpu_machine(
+        tiny_llama_dir: Path) -> None:
+    """A full cache hit costs hashing, not imports: where no GPU device node exists the
+    placement is decided without torch (with one, torch decides, as loading will)."""
+    import json
+    import subprocess
+    import sys
+
+    script = ("import json, sys; from pathlib import Path\n"
+              "from ftci.evals.backends.hf import HFBackend\n"
+              "from ftci.evals.backends.identity import accelerator_possible\n"
+              f"backend = HFBackend(Path({str(tiny_llama_dir)!r}))\n"
+              "print(json.dumps([backend.identity, accelerator_possible(),\n"
+              "                  'torch' in sys.modules, 'transformers' in sys.modules]))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=120)
+    identity, gpu_possible, torch_imported, transformers_imported = json.loads(done.stdout)
+    assert identity == HFBackend(tiny_llama_dir).identity  # the same in another process
+    assert torch_imported == gpu_possible and not transformers_imported
+
+
+def test_the_backend_renders_with_the_template_it_is_given(tiny_llama_dir: Path) -> None:
+    template = ("{% for m in messages %}{{ '[[' + m['role'] + ']] ' + m['content'] + "
+                "'<|im_end|>' }}{% endfor %}{% if add_generation_prompt %}{{ '[[assistant]] ' }}"
+                "{% endif %}")
+    chat = [{"role": "user", "content": "hi"}]
+    own = HFBackend(tiny_llama_dir)
+    given = HFBackend(tiny_llama_dir, chat_template=template)
+    assert own.render(chat).startswith("<|im_start|>user")
+    assert given.render(chat) == "[[user]] hi<|im_end|>[[assistant]] "
+    assert given._stop_ids_text() == "<|im_end|>"  # the end-of-turn of the given template
+    assert given.identity == own.identity  # the template is in the cache key, not here
+
+
+def test_vllm_identity_has_the_hf_files_digest_and_its_engine(tiny_llama_dir: Path) -> None:
+    """Computed from local files and package metadata: vLLM need not be installed."""
+    from ftci.evals.backends.identity import model_identity
+    from ftci.evals.backends.vllm import VLLMBackend
+
+    bf16 = VLLMBackend(tiny_llama_dir, dtype="bfloat16")
+    assert bf16.identity == model_identity(weights_identity(tiny_llama_dir), bf16.runtime())
+    assert bf16.identity != VLLMBackend(tiny_llama_dir, dtype="float32").identity
+    assert bf16.identity != HFBackend(tiny_llama_dir).identity
+    assert bf16.runtime()["engine"]["dtype"] == "bfloat16"
+
+
 @pytest.mark.integration
 def test_batched_generation_equals_one_at_a_time_on_the_starter(
         real_ftci_home: Path) -> None:

@@ -229,8 +229,15 @@ def test_offline_vllm_backend_matches_the_server(backend: OpenAIBackend, starter
     # same engine, same dtype: only batch composition differs
     assert offline["loglikelihood"] == pytest.approx(backend.loglikelihood(requests), abs=0.05)
     from ftci.evals.backends.hf import weights_identity
+    from ftci.evals.backends.identity import model_identity
 
-    assert offline["identity"] == weights_identity(starter_dir)  # the hf backend's digest
+    # the hf backend's digest of the files, with the engine's runtime (the vLLM venv's)
+    runtime = offline["runtime"]
+    assert offline["identity"] == model_identity(weights_identity(starter_dir), runtime)
+    assert runtime["engine"]["dtype"] == "bfloat16" and runtime["device"] == "cpu"
+    assert runtime["vllm"] and runtime["packages"]["torch"]
+    # a given chat template is what vLLM's tokenizer renders with
+    assert offline["templated"] == "[user] What is the capital of Germany?<|im_end|>[assistant] "
     assert offline["missing"].startswith("this needs the Python package `vllm`")
 
 
@@ -248,7 +255,11 @@ if __name__ == "__main__":  # vllm.LLM starts worker processes
         "classify": backend.classify(payload["prompts"], payload["labels"]),
         "loglikelihood": backend.loglikelihood([tuple(r) for r in payload["requests"]]),
         "identity": backend.identity,
+        "runtime": backend.runtime(),
     }
+    backend.chat_template = ("{% for m in messages %}{{ '[' + m['role'] + '] ' + m['content'] + "
+                             "'<|im_end|>' }}{% endfor %}{{ '[assistant] ' }}")
+    result["templated"] = backend._render(payload["generate"][0])
     sys.modules["vllm"] = None  # what a machine without vLLM sees
     try:
         VLLMBackend(payload["model_dir"]).generate(payload["generate"], GenerationParams(4))

@@ -1,7 +1,11 @@
 """In-process transformers backend: a base model directory, optionally with a peft adapter.
 
-- Prompts are rendered with the chat template that training used and that ships with the
-  artifact (the adapter directory's tokenizer files, else the base model's).
+- Prompts are rendered with the chat template given (`chat_template`: `ftci.evals.resolve`
+  passes the one training used, also to a base-model baseline), else the one that ships with
+  the artifact (the adapter directory's tokenizer files, else the base model's).
+- `identity` (the output cache's): every file of the model and adapter directories, ftci's
+  scoring code, the transformers/torch versions, the device class and dtype
+  (`ftci.evals.backends.identity`); computed without loading weights.
 - `generate` runs the prompt prefix every item shares (system prompt, chat header) once and
   reuses its keys and values; batches prompts of similar length up to 64 rows and a token
   budget; decodes greedily and stops each row at an end-of-turn id of the artifact's
@@ -18,8 +22,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,24 +29,43 @@ from typing import Any
 
 from ftci.errors import BadInputError
 from ftci.evals.backends.base import Chat, GenerationParams, cut_at_stop
+from ftci.evals.backends.identity import (
+    accelerator_possible,
+    model_files_digest,
+    model_identity,
+    runtime,
+)
 
 TOKENIZER_SOURCE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
 def weights_identity(model_dir: Path, adapter_dir: Path | None = None) -> str:
-    """sha256 over the digests of every weight, config and tokenizer file the backend reads."""
-    from ftci.train.cache import DigestCache
+    """sha256 over the digests of every file of the model and adapter directories, subfolders
+    included (`identity.model_files`): weights in any format, configs, tokenizer files."""
+    return model_files_digest(model_dir, adapter_dir)
 
-    digests = DigestCache.load()
-    files: dict[str, str] = {}
-    for prefix, folder in (("model", model_dir), ("adapter", adapter_dir)):
-        if folder is None:
-            continue
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and (path.suffix in (".safetensors", ".json", ".jinja")):
-                files[f"{prefix}/{path.name}"] = digests.get(path)
-    digests.save()
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+def tokenizer_dir(model_dir: Path, adapter_dir: Path | None = None) -> Path:
+    """Where the tokenizer (and its chat template) is read: the adapter directory when it
+    ships tokenizer files (what training saved), else the model directory."""
+    if adapter_dir is not None and any((adapter_dir / name).is_file()
+                                       for name in TOKENIZER_SOURCE_FILES):
+        return adapter_dir
+    return model_dir
+
+
+def hf_placement(device: str | None = None) -> tuple[str, str]:
+    """(device, dtype name) the hf backend runs on: CUDA in bf16 where the GPU has it, else
+    fp32; the CPU in fp32. Decided without importing torch where no GPU can be visible."""
+    if device is not None and not device.startswith("cuda"):
+        return device, "float32"
+    if device is None and not accelerator_possible():
+        return "cpu", "float32"
+    import torch
+
+    cuda = torch.cuda.is_available() if device is None else True
+    dtype = "bfloat16" if cuda and torch.cuda.is_bf16_supported() else "float32"
+    return device or ("cuda" if cuda else "cpu"), dtype
 
 
 @dataclass
@@ -92,7 +113,7 @@ class HFBackend:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None = None, *,
                  batch_size: int = 16, device: str | None = None,
                  identity: str | None = None, generate_rows: int = 64,
-                 generate_tokens: int = 32768) -> None:
+                 generate_tokens: int = 32768, chat_template: str | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.adapter_dir = None if adapter_dir is None else Path(adapter_dir)
         for folder in (self.model_dir, self.adapter_dir):
@@ -101,7 +122,9 @@ class HFBackend:
         self.batch_size = batch_size  # rows per forward in loglikelihood and classify
         self.generate_rows, self.generate_tokens = generate_rows, generate_tokens
         self.device_name = device
+        self.chat_template = chat_template  # None: the tokenizer's own
         self._identity = identity
+        self._placement: tuple[str, str] | None = None
         self._model: Any = None
         self._tokenizer: Any = None
         self._stop_ids: list[int] = []
@@ -109,9 +132,24 @@ class HFBackend:
 
     # ---- identity and loading ---------------------------------------------------------------
     @property
+    def placement(self) -> tuple[str, str]:
+        """(device, dtype name): what the identity records is what loading uses."""
+        if self._placement is None:
+            self._placement = hf_placement(self.device_name)
+        return self._placement
+
+    def runtime(self) -> dict[str, Any]:
+        """The non-file inputs of this backend's numbers (see `identity.runtime`)."""
+        device, dtype = self.placement
+        packages = ("transformers", "torch", "tokenizers") + \
+            (("peft",) if self.adapter_dir is not None else ())
+        return runtime("hf", packages, device=device.split(":")[0], dtype=dtype)
+
+    @property
     def identity(self) -> str | None:
         if self._identity is None:
-            self._identity = weights_identity(self.model_dir, self.adapter_dir)
+            self._identity = model_identity(weights_identity(self.model_dir, self.adapter_dir),
+                                            self.runtime())
         return self._identity
 
     @property
@@ -128,15 +166,13 @@ class HFBackend:
         from ftci.data.tokenizer import end_of_turn_ids
         from ftci.models.starter import verify_pulled_model
 
-        cuda = torch.cuda.is_available() if self.device_name is None else \
-            self.device_name.startswith("cuda")
-        device = self.device_name or ("cuda" if cuda else "cpu")
-        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-        tokenizer_dir = self.adapter_dir if self.adapter_dir is not None and any(
-            (self.adapter_dir / name).is_file() for name in TOKENIZER_SOURCE_FILES) \
-            else self.model_dir
+        device, dtype_name = self.placement
+        dtype = getattr(torch, dtype_name)
         verify_pulled_model(self.model_dir)  # the recorded sha256 of every file, before loading
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(tokenizer_dir(self.model_dir, self.adapter_dir)), local_files_only=True)
+        if self.chat_template is not None:  # the template training used (ftci.evals.resolve)
+            tokenizer.chat_template = self.chat_template
         model: Any = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype,
                                                           local_files_only=True)
         if self.adapter_dir is not None and (self.adapter_dir / "adapter_config.json").is_file():

