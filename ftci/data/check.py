@@ -153,13 +153,16 @@ def _with_severity(finding: Finding, severity: str | None) -> Finding:
 def _redacted(finding: Finding) -> Finding:
     """The finding with secrets and PII in its text redacted (the `pii` rule's own findings are
     already redacted, and stay as they are): every renderer and `--json` read findings from
-    here, so none can show what a record holds."""
+    here, so none can show what a record holds. Record ids are redacted too (an explicit id can
+    be an e-mail address); file names are the repository's own and stay exact, so that
+    `file:line` and annotations point at the file (the loader escaped their control
+    characters)."""
     from ftci.redact import redact_text, redact_value
 
     finding.message = redact_text(finding.message)
     finding.details = redact_value(finding.details)
-    finding.records = [RecordRef(id=redact_text(ref.id), file=redact_text(ref.file),
-                                 line=ref.line) for ref in finding.records]
+    finding.records = [RecordRef(id=redact_text(ref.id), file=ref.file, line=ref.line)
+                       for ref in finding.records]
     return finding
 
 

@@ -41,7 +41,8 @@ def secret_rows() -> list[dict[str, str]]:
         {"text": SECRET_INPUT, "label": "card"},
         {"text": SECRET_INPUT, "label": "card"},          # exact duplicate: excerpt
         {"text": SECRET_INPUT, "label": SECRET_LABEL},    # conflict: excerpt and answers
-        {"text": SECRET_INPUT + " today", "label": "billing"},  # near duplicate
+        {"id": f"customer {EMAIL}", "text": SECRET_INPUT + " today",  # near dup, explicit id
+         "label": "billing"},
         {"text": f"please refund me, {CARD}", "label": SECRET_LABEL},  # label: volume, health
         {"text": "where is my new card", "label": HOSTILE_LABEL},
         {"text": "hello\n::warning::pwned by a record", "label": INJECTED_LABEL},
@@ -112,6 +113,8 @@ def test_data_check_outputs_hold_no_secret(leaky_repo: Path, tmp_path: Path) -> 
     assert any("file=data/a\\n%3A%3Aerror%3A%3Apwned.jsonl" in line for line in annotations)
     # what the redacted findings still say
     assert "ja***@***.io" in as_json.output and "AKIA**** (AWS Access Key)" in as_json.output
+    assert "customer ja***@***.io" in {ref["id"] for finding in report["findings"]
+                                       for ref in finding["records"]}
 
 
 def test_data_stats_shows_labels_redacted(leaky_repo: Path) -> None:
