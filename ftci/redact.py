@@ -74,7 +74,8 @@ def redact_value(value: Any) -> Any:
 
 
 class RedactingStream(io.TextIOBase):
-    """A text stream that redacts whole lines before they reach `target`.
+    """A text stream that redacts whole lines before they reach `target`, and defuses lines
+    that GitHub would read as workflow commands (pytest echoes model outputs and record text).
 
     A secret may arrive in pieces (pytest writes a node id, then its outcome), so text is held
     until its line ends; `flush()` passes on only complete lines, `close_line()` the rest.
@@ -89,8 +90,7 @@ class RedactingStream(io.TextIOBase):
         self._pending += text
         if "\n" in self._pending:
             complete, self._pending = self._pending.rsplit("\n", 1)
-            self.target.write("\n".join(redact_text(line) for line in complete.split("\n"))
-                              + "\n")
+            self.target.write("\n".join(_shown(line) for line in complete.split("\n")) + "\n")
         if len(self._pending) > LINE_LIMIT:
             self.close_line()
         return len(text)
@@ -101,7 +101,7 @@ class RedactingStream(io.TextIOBase):
     def close_line(self) -> None:
         """Pass on what is held, complete line or not."""
         if self._pending:
-            self.target.write(redact_text(self._pending))
+            self.target.write(_shown(self._pending))
             self._pending = ""
         self.target.flush()
 
@@ -121,6 +121,12 @@ class RedactingStream(io.TextIOBase):
     @property
     def errors(self) -> str | None:  # type: ignore[override]
         return getattr(self.target, "errors", None)
+
+
+def _shown(line: str) -> str:
+    from ftci.report.escape import defuse_command
+
+    return defuse_command(redact_text(line))
 
 
 @contextmanager

@@ -15,6 +15,8 @@ import pytest
 from ftci.data.checks import pii
 from ftci.redact import RedactingStream, redact_text, redact_value, redacted_output
 from ftci.report.escape import (
+    ZWSP,
+    defuse_command,
     escape_controls,
     markdown_code,
     markdown_inline,
@@ -171,6 +173,17 @@ def test_control_characters_never_start_a_line() -> None:
     assert escape_controls("a\r\x1b[31mb\x00\u2028") == "a\\r\\x1b[31mb\\x00\\u2028"
     assert one_line("a\n\n::warning::x\tb\x1b") == "a ::warning::x b\\x1b"
     assert markdown_text("x\n::warning::y").startswith("x ::warning::y")
+
+
+def test_other_peoples_output_cannot_issue_workflow_commands() -> None:
+    assert escape_controls("x ##[error]y") == f"x ##{ZWSP}[error]y"  # legacy form, mid-line
+    assert defuse_command("  ::error::x") == f"{ZWSP}  ::error::x"
+    assert defuse_command("ok\r::warning::y") == f"ok\r{ZWSP}::warning::y"
+    assert defuse_command("E   a::b") == "E   a::b"
+    target = io.StringIO()
+    stream = RedactingStream(target)
+    stream.write("captured\n::error::forged\n")
+    assert target.getvalue() == f"captured\n{ZWSP}::error::forged\n"
 
 
 def test_workflow_command_escaping() -> None:

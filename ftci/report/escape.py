@@ -27,10 +27,20 @@ _LINKED = re.compile(r"(?<=[@#])(?=\w)|(?<=:)(?=//)|(?<=\bwww)(?=\.)|(?<=\bGH)(?
 
 
 def escape_controls(text: str) -> str:
-    """Control characters (newlines included) as visible escapes: one line, inert."""
-    return _CONTROL.sub(lambda match: _NAMED.get(match.group(0), f"\\x{ord(match.group(0)):02x}"
-                                                 if ord(match.group(0)) < 0x100
-                                                 else f"\\u{ord(match.group(0)):04x}"), text)
+    """Control characters (newlines included) as visible escapes: one line, inert. The legacy
+    `##[command]` form, which GitHub's runner still parses anywhere in a line, is broken too."""
+    escaped = _CONTROL.sub(lambda match: _NAMED.get(match.group(0), f"\\x{ord(match.group(0)):02x}"
+                                                    if ord(match.group(0)) < 0x100
+                                                    else f"\\u{ord(match.group(0)):04x}"), text)
+    return escaped.replace("##[", "##" + ZWSP + "[")
+
+
+def defuse_command(line: str) -> str:
+    """A line of someone else's output that cannot act as a workflow command: one starting
+    with `::` (after leading whitespace, which the runner skips) gets a zero-width space in
+    front, and `##[` is broken. The runner also ends lines at a lone `\\r`."""
+    parts = line.replace("##[", "##" + ZWSP + "[").split("\r")
+    return "\r".join(ZWSP + part if part.lstrip().startswith("::") else part for part in parts)
 
 
 def one_line(text: str) -> str:

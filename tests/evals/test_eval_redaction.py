@@ -41,6 +41,7 @@ def test_floor(candidate, testset):
 def test_each_label_is_predicted(label, candidate, testset):
     predicted = candidate.classify(testset)
     print("captured output names", label, "and", predicted[0])
+    print(f"::error::forged by an echoed output\\n##[warning]legacy form {{predicted[0]}}")
     assert label not in predicted, f"{{label}} was predicted: {{predicted[:3]}}"
 '''
 
@@ -93,6 +94,9 @@ def test_eval_outputs_hold_no_secret(eval_run: tuple[Path, subprocess.CompletedP
     output = done.stdout + done.stderr
     assert done.returncode == 1, output[-3000:]  # the gates and label tests fail, as planned
     assert "FAILED" in output and "worst items:" in output and "captured output names" in output
+    assert "forged by an echoed output" in output
+    for line in output.splitlines():  # `ftci eval` prints no workflow command of its own
+        assert not line.lstrip().startswith("::") and "##[" not in line, line
     results_text = (report / "results.json").read_text(encoding="utf-8")
     junit_text = (report / "junit.xml").read_text(encoding="utf-8")
     for where, text in (("pytest output", output), ("results.json", results_text),
