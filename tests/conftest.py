@@ -29,10 +29,17 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.delenv("FTCI_DEBUG", raising=False)
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-    # Most tests keep their tiny model (and some data) in a tmp dir beside the repository they
-    # build; tests/config/test_paths.py removes this to test the rule itself.
-    monkeypatch.setenv("FTCI_ALLOW_OUTSIDE", "1")
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def paths_outside_the_repository_allowed() -> Iterator[None]:
+    """Most tests keep their tiny model (and some data) in a tmp dir beside the repository they
+    build, module- and session-scoped fixtures included; tests/config/test_paths.py removes
+    this per test to test the rule itself (ftci/config/paths.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FTCI_ALLOW_OUTSIDE", "1")
+        yield
 
 
 @pytest.fixture

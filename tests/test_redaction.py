@@ -189,3 +189,17 @@ def test_other_peoples_output_cannot_issue_workflow_commands() -> None:
 def test_workflow_command_escaping() -> None:
     assert workflow_message("50% done\r\n::error::x") == "50%25 done%0D%0A::error::x"
     assert workflow_property("a,b:c\nd") == "a%2Cb%3Ac%0Ad"
+
+
+def test_a_secret_cut_by_an_excerpt_is_redacted_before_the_cut() -> None:
+    """Duplicate, conflict and leakage findings show a 60-character excerpt: a GitHub token
+    that starts at character 40 would be cut in half (and then not recognised) if the excerpt
+    were clipped first."""
+    from ftci.data.checks.duplicates import EXCERPT_CHARS, excerpt
+
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    text = "x" * 40 + " " + token + " please reset my card"
+    assert len(text) > EXCERPT_CHARS
+    shown = excerpt(text)
+    assert token[:12] not in shown and token[4:12] not in shown
+    assert shown.startswith("x" * 40) and "ghp_****" in shown

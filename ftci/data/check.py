@@ -136,11 +136,26 @@ def run_checks(config: FtciConfig, root: Path, *, use_tokenizer: bool = True,
     parse_severity = configured_severity(config, "parse")
     findings = [f if f.rule != "parse" else _with_severity(f, parse_severity) for f in findings
                 if not (f.rule == "parse" and parse_severity == "off")]
+    findings += _committed_state_findings(root)
     findings = [_redacted(finding) for finding in findings]
     verdict = verdict_for(findings, len(records), checks.recommended_examples)
     return DataReport(verdict=verdict, findings=findings, records=records, splits=splits,
                       files=list(loaded.files), unreadable=loaded.unreadable, seconds=timings,
                       notes=notes)
+
+
+def _committed_state_findings(root: Path) -> list[Finding]:
+    """An error, always (no severity in ftci.yaml can lower it: a pull request controls that
+    file), when git tracks files under `.ftci/`: state there is never read (ftci/state.py)."""
+    from ftci.state import COMMITTED_STATE_HINT, committed_state, committed_state_message
+
+    tracked = committed_state(root)
+    if not tracked:
+        return []
+    return [Finding(rule="committed_state", severity="error",
+                    message=f"{committed_state_message(tracked)}; {COMMITTED_STATE_HINT}",
+                    records=[RecordRef(id="", file=path, line=1) for path in tracked[:20]],
+                    details={"paths": tracked[:200], "count": len(tracked)})]
 
 
 def _with_severity(finding: Finding, severity: str | None) -> Finding:

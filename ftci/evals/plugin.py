@@ -28,7 +28,7 @@ import pytest
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
-    from ftci.evals.model import EvalModel
+    from ftci.evals.model import EvalModel, PromptSetting
     from ftci.evals.testset import Testset
 
 
@@ -58,10 +58,12 @@ class EvalSession:
     pytest_config: pytest.Config
     started: float = field(default_factory=time.time)
     bad_input: list[str] = field(default_factory=list)
+    infra_errors: list[str] = field(default_factory=list)
     records: list[Any] = field(default_factory=list)  # GateRecords of this session
     previous_records: list[Any] = field(default_factory=list)
     outcomes: dict[str, str] = field(default_factory=dict)
     _loaded: Any = None
+    _prompt: Any = None
     _testsets: dict[str, Any] = field(default_factory=dict)
     _models: dict[str, Any] = field(default_factory=dict)
     _cache: Any = None
@@ -86,7 +88,7 @@ class EvalSession:
             config = self.loaded.config
             path = self.loaded.root / ".ftci" / "splits" / f"{split}.jsonl"
             testset = load_testset(path, name=split, labels=config.task.labels,
-                                   system_prompt=config.task.system_prompt,
+                                   system_prompt=self.prompt().system_prompt,
                                    task_type=config.task.type, limit=self.option("ftci_limit"))
             if not len(testset):
                 from ftci.errors import BadInputError
@@ -106,6 +108,20 @@ class EvalSession:
                                       "eval-outputs.sqlite")
         return self._cache
 
+    def prompt(self) -> PromptSetting:
+        """The chat template and system prompt the candidate is evaluated with (a run's own,
+        else ftci.yaml's): the baseline and the test set get the same, so a paired comparison
+        never mixes a model change with a prompt change."""
+        if self._prompt is None:
+            from ftci.errors import BadInputError
+            from ftci.evals.resolve import candidate_prompt, config_prompt
+
+            try:
+                self._prompt = candidate_prompt(self.option("ftci_model"), self.loaded)
+            except BadInputError:  # no candidate yet: a suite may use the test set alone
+                self._prompt = config_prompt(self.loaded)
+        return self._prompt
+
     def model(self, role: str) -> EvalModel:
         if role not in self._models:
             from ftci.evals.model import EvalModel
@@ -114,8 +130,9 @@ class EvalSession:
             spec = {"candidate": self.option("ftci_model"), "base": "base",
                     "baseline": self.option("ftci_baseline") or self.loaded.config.eval.baseline
                     }[role]
+            prompt = None if role == "candidate" else self.prompt()
             self._models[role] = EvalModel(
-                resolve_model(spec, role=role, loaded=self.loaded), self.cache,
+                resolve_model(spec, role=role, loaded=self.loaded, prompt=prompt), self.cache,
                 max_new_tokens=self.loaded.config.eval.max_new_tokens)
         return self._models[role]
 
@@ -174,15 +191,18 @@ def _session(request: pytest.FixtureRequest) -> EvalSession:
 
 def guard(session: EvalSession, build: Any) -> Any:
     """Run `build()`; an ftci error becomes a short test failure (message and hint), not a
-    traceback, and bad input is noted so that `ftci eval` exits 2. Fixtures, declarative gates
-    and the built-in suites all go through here."""
-    from ftci.errors import BadInputError, FtciError
+    traceback, and bad input is noted so that `ftci eval` exits 2 (an infrastructure error,
+    such as a model whose files fail verification, 3). Fixtures, declarative gates and the
+    built-in suites all go through here."""
+    from ftci.errors import BadInputError, FtciError, InfraError
 
     try:
         return build()
     except FtciError as exc:
         if isinstance(exc, BadInputError):
             session.bad_input.append(str(exc))
+        elif isinstance(exc, InfraError):
+            session.infra_errors.append(str(exc))
         hint = getattr(exc, "hint", None)
         pytest.fail(f"{exc}" + (f"\nhint: {hint}" if hint else ""), pytrace=False)
 

@@ -6,7 +6,8 @@
  gates: [{test, gate, metric, passed, value, n, interval, confidence, threshold, baseline,
           comparison, message, worst, eval_set_hash, items: [{id, score, output, expected,
           baseline_score?, baseline_output?}]}],
- tests: {nodeid: passed|failed|error|skipped}, bad_input: [messages]}
+ tests: {nodeid: passed|failed|error|skipped}, bad_input: [messages],
+ infra_errors: [messages]}
 
 Every string in it is redacted (ftci/redact.py): items hold test inputs, references and model
 outputs, node ids hold parametrised labels, and results.json is uploaded and rendered.
@@ -51,4 +52,5 @@ def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
         "gates": gates,
         "tests": dict(sorted(outcomes.items())),
         "bad_input": list(state.bad_input),
+        "infra_errors": list(state.infra_errors),
     })

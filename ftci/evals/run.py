@@ -149,6 +149,8 @@ def _exit_code(pytest_code: int, results: dict[str, Any] | None) -> int:
     if pytest_code == 0:
         return 0
     if pytest_code == 1:
+        if results and results.get("infra_errors"):  # a model that could not load, ...
+            return 3
         return 2 if results and results.get("bad_input") else 1
     if pytest_code == 2:
         return 130

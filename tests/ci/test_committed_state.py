@@ -101,3 +101,26 @@ def test_committed_state_is_refused_by_train_and_eval_and_plans_every_stage(repo
         assert "git rm -r --cached .ftci" in result.output
     git(repo, "rm", "-r", "-q", "--cached", ".ftci")
     assert committed_state(repo) == []
+
+
+def test_the_data_gate_fails_on_committed_state_whatever_ftci_yaml_says(repo: Path) -> None:
+    """An error finding no `data.checks.rules` entry can lower (the PR controls ftci.yaml)."""
+    (repo / "ftci.yaml").write_text((repo / "ftci.yaml").read_text().replace(
+        "train:", "data:\n  checks: {min_examples: 10, recommended_examples: 20}\ntrain:"))
+    result = CliRunner().invoke(main, ["--json", "data", "check", "-c", str(repo),
+                                       "--no-tokenizer"])
+    assert result.exit_code == 0, result.output
+    (repo / ".ftci" / "reports" / "1").mkdir(parents=True)
+    (repo / ".ftci" / "reports" / "1" / "results.json").write_text('{"passed": true}')
+    git(repo, "add", "-f", ".ftci/reports/1/results.json")
+    result = CliRunner().invoke(main, ["--json", "data", "check", "-c", str(repo),
+                                       "--no-tokenizer"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    finding = next(f for f in report["findings"] if f["rule"] == "committed_state")
+    assert finding["severity"] == "error" and report["verdict"] == "poor"
+    assert finding["records"][0]["file"] == ".ftci/reports/1/results.json"
+    assert "git rm -r --cached .ftci" in finding["message"]
+    off = CliRunner().invoke(main, ["data", "check", "-c", str(repo), "--no-tokenizer", "--set",
+                                    "data.checks.rules={committed_state: off}"])
+    assert off.exit_code == 2  # not a rule a config can turn off

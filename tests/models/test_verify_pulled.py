@@ -82,3 +82,19 @@ def test_eval_refuses_a_swapped_weight_file(pulled: Path) -> None:
     tamper(pulled / "model.safetensors")
     with pytest.raises(InfraError, match="does not match the sha256"):
         HFBackend(pulled, None)._load()
+
+
+@pytest.mark.slow
+def test_ftci_eval_exits_3_naming_the_file(pulled: Path, tmp_path: Path,
+                                           tiny_llama_dir: Path) -> None:
+    """The baseline is the pulled (now swapped) base model: the eval stops with exit 3, not
+    a failed gate (exit 1) and not bad input (exit 2)."""
+    from tests.evals.repo import make_eval_repo
+
+    config = make_eval_repo(tmp_path / "repo", f"starter:{NAME}", n_test=8,
+                            gates="    - {metric: accuracy, not_worse_than: baseline}\n")
+    tamper(pulled / "tokenizer.json")
+    result = CliRunner().invoke(main, ["eval", "-c", str(config), "--model",
+                                       str(tiny_llama_dir)])
+    assert result.exit_code == 3, result.output
+    assert f"{pulled / 'tokenizer.json'} does not match the sha256" in result.output

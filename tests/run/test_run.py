@@ -30,8 +30,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory,
     with pytest.MonkeyPatch.context() as patch:  # module scope runs before per-test isolation
         home = tmp_path_factory.mktemp("run-home")
         for name, value in (("FTCI_HOME", home / "ftci"), ("HF_HOME", home / "hf"),
-                            ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
-                            ("FTCI_ALLOW_OUTSIDE", "1")):  # the tiny model is outside the repo
+                            ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1")):
             patch.setenv(name, str(value))
         patch.delenv("GITHUB_ACTIONS", raising=False)
         config = make_run_repo(tmp_path_factory.mktemp("run-repo"), tiny_llama_dir)

@@ -74,8 +74,11 @@ def normalised_fields(ctx: CheckContext) -> NormalisedFields:
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """The first `limit` characters on one line, with an ellipsis when cut."""
-    flat = " ".join(text.split())
+    """The first `limit` characters on one line, with an ellipsis when cut. Redacted before it
+    is cut: a secret cut in half would no longer be recognised as one."""
+    from ftci.redact import redact_text
+
+    flat = redact_text(" ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
