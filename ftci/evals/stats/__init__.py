@@ -62,16 +62,23 @@ pass into a failure and the printed bound always agrees with the verdict):
   with `use_lower_bound` passes a model whose true rate is below the floor at most alpha of the
   time), the bootstrap percentile otherwise. `confidence_interval` is the two-sided interval a
   report prints (Wilson for proportions).
+- Floors as tests (`floor_test`): a floor at_least(t) FAILS only when the data show the value
+  below t (H0: value >= t), which is exactly when the one-sided upper bound of
+  `confidence_bound` is below t; at_most(t) is the mirror. The exact binomial test for
+  proportions (at any n), the percentile bootstrap on the bound's own resamples otherwise
+  (refused below min_items, like a corpus comparison). floor.py has the conventions.
 
 Where things are: intervals.py (Interval, Wilson, Clopper-Pearson, bootstrap intervals,
 confidence_interval, confidence_bound), comparison.py (Comparison and its text), paired.py
 (compare: the sign-flip and paired bootstrap tests), paired_proportions.py (the corrected Tango
-family and McNemar), planning.py (minimum_detectable_effect, planned_mde, power); _checks.py,
-_format.py, _numeric.py and _bootstrap.py hold the private helpers they share.
+family and McNemar), planning.py (minimum_detectable_effect, planned_mde, power), floor.py
+(floor_test, FloorTest); _checks.py, _format.py, _numeric.py and _bootstrap.py hold the
+private helpers they share.
 """
 
 from ftci.evals.stats._bootstrap import MAX_UNDEFINED_SHARE
 from ftci.evals.stats.comparison import GATE_TESTS, Comparison, GateTest
+from ftci.evals.stats.floor import FLOOR_SIDES, FloorSide, FloorTest, floor_test
 from ftci.evals.stats.intervals import (
     Interval,
     Side,
@@ -95,12 +102,15 @@ from ftci.evals.stats.planning import POWER, minimum_detectable_effect, planned_
 __all__ = [
     "CONTINUITY",
     "EXACT_SIGN_FLIPS_UP_TO",
+    "FLOOR_SIDES",
     "GATE_TESTS",
     "MAX_UNDEFINED_SHARE",
     "MIN_PAIRED_ITEMS",
     "POWER",
     "Alternative",
     "Comparison",
+    "FloorSide",
+    "FloorTest",
     "GateTest",
     "Interval",
     "Side",
@@ -110,6 +120,7 @@ __all__ = [
     "compare",
     "confidence_bound",
     "confidence_interval",
+    "floor_test",
     "mcnemar_exact",
     "minimum_detectable_effect",
     "paired_proportion_bound",

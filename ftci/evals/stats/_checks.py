@@ -98,6 +98,12 @@ def _check_resamples(resamples: int) -> None:
         raise BadInputError(f"resamples must be >= 1, got {resamples}")
 
 
+def _check_min_items(min_items: int) -> None:
+    if isinstance(min_items, bool) or not isinstance(min_items, int) or min_items < 3:
+        raise BadInputError(f"min_items must be an integer >= 3, got {min_items!r}",
+                            hint="a bootstrap of one or two items is no test")
+
+
 def _check_side(side: str) -> None:
     if side not in ("lower", "upper"):
         raise BadInputError(f"unknown side {side!r}", hint="use 'lower' or 'upper'")

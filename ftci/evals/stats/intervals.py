@@ -76,7 +76,9 @@ def clopper_pearson_bound(successes: int, n: int, confidence: float = 0.95, *,
 
     The lower bound is the p with P(X >= successes | n, p) = alpha (0 when successes = 0), the
     upper the p with P(X <= successes | n, p) = alpha (1 when successes = n). It covers the
-    true rate with probability at least `confidence` at every n and rate.
+    true rate with probability at least `confidence` at every n and rate. Of the two rates the
+    bisection ends between, it returns the one the exact test does not reject, as the Tango
+    bounds do: a floor fails exactly when the upper bound is below its threshold.
     """
     _check_confidence(confidence)
     _check_counts(successes, n)
@@ -94,7 +96,7 @@ def clopper_pearson_bound(successes: int, n: int, confidence: float = 0.95, *,
                 low = middle
             else:
                 high = middle
-        return Interval(low, 1.0, confidence, "Clopper-Pearson", "one", "lower")
+        return Interval(high, 1.0, confidence, "Clopper-Pearson", "one", "lower")
     if successes == n:
         return Interval(0.0, 1.0, confidence, "Clopper-Pearson", "one", "upper")
     tail = np.arange(0, successes + 1)  # P(X <= k) falls as p grows
@@ -105,7 +107,7 @@ def clopper_pearson_bound(successes: int, n: int, confidence: float = 0.95, *,
             low = middle
         else:
             high = middle
-    return Interval(0.0, high, confidence, "Clopper-Pearson", "one", "upper")
+    return Interval(0.0, low, confidence, "Clopper-Pearson", "one", "upper")
 
 
 def bootstrap_interval(result: MetricResult, confidence: float = 0.95, resamples: int = 2000,
@@ -142,6 +144,13 @@ def confidence_bound(result: MetricResult, confidence: float = 0.95, *, side: Si
         scores = _binary_scores(result)
         return clopper_pearson_bound(int(scores.sum()), result.n, confidence, side=side)
     values, method = _bootstrap_values(result, resamples, seed)
+    return _bootstrap_bound(values, method, confidence, side)
+
+
+def _bootstrap_bound(values: np.ndarray, method: str, confidence: float, side: Side
+                     ) -> Interval:
+    """The alpha (lower) or 1 - alpha (upper) percentile of bootstrap values, by np.quantile's
+    linear rule: `floor_test` reads its p-value off the same rule, so the two agree."""
     alpha = round(1 - confidence, 12)
     if side == "lower":
         return Interval(float(np.quantile(values, alpha)), math.inf, confidence, method, "one",

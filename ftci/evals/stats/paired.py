@@ -20,6 +20,7 @@ from ftci.evals.stats._checks import (
     _check_confidence,
     _check_defined,
     _check_margin,
+    _check_min_items,
     _check_resamples,
 )
 from ftci.evals.stats._numeric import _NORMAL
@@ -56,9 +57,7 @@ def compare(candidate: MetricResult, baseline: MetricResult, *,
     if test == "two_sided" and margin != 0:
         raise BadInputError("a two-sided comparison tests 'no difference' and takes no margin",
                             hint="use not_worse_than(margin) or better_than(margin)")
-    if isinstance(min_items, bool) or not isinstance(min_items, int) or min_items < 3:
-        raise BadInputError(f"min_items must be an integer >= 3, got {min_items!r}",
-                            hint="a bootstrap of one or two items is no test")
+    _check_min_items(min_items)
     sign = 1.0 if candidate.higher_is_better else -1.0
     n = candidate.n
     if candidate.kind == "proportion":
