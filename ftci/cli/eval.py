@@ -24,11 +24,14 @@ from ftci.cli.base import config_options, config_path_option, emit_json, wants_j
 @click.option("--no-cache", is_flag=True, help="Ignore the eval output cache.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=None,
               help="Where results.json and junit.xml go (default: .ftci/reports/<time>/).")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Only print each gate's n and the smallest drop it detects (80% power), "
+                   "with warnings; load no model.")
 @click.argument("suites", nargs=-1)
 @click.pass_context
 def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...],
                  model: str | None, baseline: str | None, limit: int | None, no_cache: bool,
-                 report_dir: Path | None, suites: tuple[str, ...]) -> None:
+                 report_dir: Path | None, plan_only: bool, suites: tuple[str, ...]) -> None:
     """Run eval suites (pytest files) and eval.gates: exit 1 if any gate fails.
 
     SUITES default to eval.suites; `builtin:NAME` names a ready-made suite (classification,
@@ -38,6 +41,17 @@ def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
     from ftci.evals.run import run_eval, summary_lines
 
     as_json = wants_json(ctx)
+    if plan_only:
+        from ftci.config import load_config
+        from ftci.evals.power_plan import plan_gates, plan_lines
+
+        rows = plan_gates(load_config(config_path, overrides, lint=False))
+        if as_json:
+            emit_json({"ok": True, "gates": [row.to_dict() for row in rows]})
+        else:
+            for line in plan_lines(rows) or ["no eval.gates to plan"]:
+                click.echo(line)
+        return
     # With --json, stdout carries only the JSON document; pytest's progress goes to stderr.
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         outcome = run_eval(config_path, overrides, model=model, baseline=baseline,
@@ -55,6 +69,11 @@ def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
         if results.get("gates"):
             for line in summary_lines(results):
                 click.echo(line)
+        family = results.get("family")
+        if family:
+            click.echo(f"family: {family['members']} gate(s) settled together ("
+                       f"{family['method']}, family-wise alpha {family['alpha']:g}): "
+                       f"{family['failed']} failed")
         click.echo(f"results: {outcome.report_dir / 'results.json'}")
         click.echo(f"junit:   {outcome.report_dir / 'junit.xml'}")
     if outcome.exit_code != 0:

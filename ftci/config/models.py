@@ -40,6 +40,7 @@ KNOWN_METRICS = (
     "accuracy",
     "macro_f1",
     "micro_f1",
+    "recall",
     "exact_match",
     "json_valid",
     "json_schema_valid",
@@ -261,10 +262,22 @@ class GateConfig(Section):
     not_worse_than: Literal["baseline"] | None = None
     better_than: Literal["baseline"] | None = None
     margin: float = Field(0.0, ge=0)
-    confidence: float = Field(0.95, gt=0.5, lt=1)
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1,
+        description="One-sided confidence of the gate's bound (floors and comparisons alike); "
+                    "gates outside the family (better_than, strict: bound) test at 1 - this.")
+    strict: Literal["test", "point", "bound"] = Field(
+        "test",
+        description="min/max: test (fail when the data show the value beyond the floor; in the "
+                    "family), point (compare the point estimate, no statistics), bound (pass "
+                    "only when the one-sided bound clears the floor).")
+    per_class: bool = Field(
+        False, description="metric recall: one gate per class of the test split (the floor "
+                           "applies to each; all are in the family).")
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra metric arguments, e.g. {phrases: [...]} for banned_phrases.")
+        description="Extra metric arguments, e.g. {phrases: [...]} for banned_phrases, "
+                    "{label: NAME} for recall.")
 
     @field_validator("metric")
     @classmethod
@@ -281,6 +294,10 @@ class GateConfig(Section):
     def _has_criterion(self) -> GateConfig:
         if (self.min, self.max, self.not_worse_than, self.better_than) == (None,) * 4:
             raise ValueError("a gate needs at least one of min, max, not_worse_than, better_than")
+        if self.per_class and self.metric != "recall":
+            raise ValueError("per_class: true is for metric recall (one gate per class)")
+        if self.metric == "recall" and not self.per_class and "label" not in self.params:
+            raise ValueError("metric recall needs per_class: true or params: {label: NAME}")
         return self
 
 
@@ -310,6 +327,16 @@ class EvalConfig(Section):
         256, ge=1, le=32768,
         description="Longest generated answer, in tokens (gates, suites' generate() default).",
     )
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5,
+        description="Family-wise false-failure rate: the chance that a healthy model fails any "
+                    "gate or suite expectation of one eval (Holm's step-down).")
+    multiplicity: Literal["holm", "none"] = Field(
+        "holm", description="holm: the gates of one eval form one family; none: each gate "
+                            "tests alone at 1 - its confidence (a healthy model fails some "
+                            "gate far more often than alpha).")
+    min_items: int = Field(
+        30, ge=3, description="Fewest paired items a bootstrap comparison accepts.")
 
 
 class ReleaseConfig(Section):

@@ -4,10 +4,24 @@
     expect(accuracy(cand, testset)).not_worse_than(accuracy(base, testset), margin=0.01)
 
 A failing expectation raises AssertionError whose message is what a reviewer needs: the
-metric, its value with a confidence interval and n, the baseline's value and the paired
+metric, its value with its one-sided bounds and n, the baseline's value and the paired
 test's result, and the worst items. Every expectation, passed or failed, is recorded for
 `results.json` and the report. Items are record text and model outputs: a `GateRecord` and the
 failure message hold them redacted (ftci/redact.py), never as they were.
+
+Floors (`at_least`, `at_most`) take `strict`:
+- "test" (the default): fail only when the data show the value beyond the floor (an exact
+  binomial test for proportions, the bootstrap otherwise); the candidate gets the benefit of
+  the doubt, as with `not_worse_than`.
+- "bound" (or `use_lower_bound=True`): pass only when the one-sided bound clears the floor;
+  the burden of proof is on the candidate, as with `better_than`.
+- "point": compare the point estimate alone, with no statistics (and say so).
+
+Inside `ftci eval` (the plugin sets `RECORDER.family`), the tests whose rejection means
+failure, `not_worse_than` and "test" floors, form one family whose verdicts wait for the end
+of the session: Holm's step-down over all of them (ftci/evals/family.py) decides which fail,
+so a healthy model fails any of them at most `eval.alpha` of the time. The others decide at
+once, at 1 - confidence.
 """
 
 from __future__ import annotations
@@ -43,6 +57,12 @@ class GateRecord:
     worst: list[dict[str, Any]] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)  # per-item outputs and scores
     eval_set_hash: str | None = None
+    family: bool = False  # in the session's family: `passed` is settled at its end (Holm)
+    p_value: float | None = None  # raw, one-sided, for `hypothesis`
+    adjusted_p: float | None = None  # Holm-adjusted within the family
+    hypothesis: str | None = None  # what p_value tests, in words
+    bound: dict[str, Any] | None = None  # the one-sided bound the verdict compares
+    strict: str | None = None  # floors: test | point | bound
 
     def __post_init__(self) -> None:
         # the test id can hold a parametrised label; the rest are inputs, references, outputs
@@ -59,11 +79,24 @@ class GateRecord:
                 "interval": list(self.interval), "confidence": self.confidence,
                 "threshold": self.threshold, "baseline": self.baseline,
                 "comparison": self.comparison, "message": self.message, "worst": self.worst,
-                "eval_set_hash": self.eval_set_hash, "items": self.items}
+                "eval_set_hash": self.eval_set_hash, "family": self.family,
+                "p_value": self.p_value, "p_adjusted": self.adjusted_p,
+                "hypothesis": self.hypothesis, "bound": self.bound, "strict": self.strict,
+                "items": self.items}
 
 
-# What the current pytest session has recorded (the plugin reads and clears it).
-RECORDS: list[GateRecord] = []
+@dataclass
+class Recorder:
+    """Where expectations are recorded, and how they decide: the eval session owns one (the
+    plugin points `RECORDER` at it); outside a session each expectation decides at once."""
+
+    records: list[GateRecord] = field(default_factory=list)
+    family: bool = False  # defer the family's verdicts to the end of the session
+    min_items: int | None = None  # fewest paired items a bootstrap comparison accepts
+
+
+RECORDER = Recorder()
+Floor = Literal["test", "point", "bound"]
 
 
 def current_test() -> str:
@@ -74,18 +107,21 @@ class Expectation:
     def __init__(self, result: MetricResult) -> None:
         self.result = result
 
-    def at_least(self, threshold: float, *, use_lower_bound: bool = False,
-                 confidence: float = 0.95) -> MetricResult:
-        """Pass when the value (or, with use_lower_bound, its CI's lower end) >= threshold."""
+    def at_least(self, threshold: float, *, strict: Floor = "test",
+                 use_lower_bound: bool = False, confidence: float = 0.95) -> MetricResult:
+        """A floor: fail when the data show the value below `threshold` (strict "test");
+        "bound" / use_lower_bound: pass only when the one-sided lower bound reaches it;
+        "point": compare the point estimate."""
         __tracebackhide__ = True
-        return self._bound(threshold, at_least=True, strict=use_lower_bound,
-                           confidence=confidence)
+        return self._bound(threshold, at_least=True,
+                           strict="bound" if use_lower_bound else strict, confidence=confidence)
 
-    def at_most(self, threshold: float, *, use_upper_bound: bool = False,
-                confidence: float = 0.95) -> MetricResult:
+    def at_most(self, threshold: float, *, strict: Floor = "test",
+                use_upper_bound: bool = False, confidence: float = 0.95) -> MetricResult:
+        """A ceiling, mirrored: fail when the data show the value above `threshold`."""
         __tracebackhide__ = True
-        return self._bound(threshold, at_least=False, strict=use_upper_bound,
-                           confidence=confidence)
+        return self._bound(threshold, at_least=False,
+                           strict="bound" if use_upper_bound else strict, confidence=confidence)
 
     def not_worse_than(self, baseline: MetricResult, margin: float = 0.0, *,
                        confidence: float = 0.95) -> MetricResult:
@@ -100,52 +136,99 @@ class Expectation:
         return self._compare(baseline, "superiority", margin, confidence)
 
     # ---- internals ---------------------------------------------------------------------------
-    def _bound(self, threshold: float, *, at_least: bool, strict: bool,
+    def _bound(self, threshold: float, *, at_least: bool, strict: Floor,
                confidence: float) -> MetricResult:
         __tracebackhide__ = True
-        from ftci.evals.stats import confidence_interval
+        from ftci.evals.stats import floor_test
 
+        if strict not in ("test", "point", "bound"):
+            raise ValueError(f"strict must be test, point or bound, not {strict!r}")
         result = self.result
-        interval = confidence_interval(result, confidence)
-        checked = (interval.low if at_least else interval.high) if strict else result.value
-        passed = checked >= threshold if at_least else checked <= threshold
+        low, high = _bounds(result, confidence)
         word = "at least" if at_least else "at most"
-        gate = f"{word} {threshold:g}" + (" (CI bound)" if strict else "")
+        side = "lower" if at_least else "upper"
+        p_value = hypothesis = None
+        family = False
+        if strict == "test":
+            test = floor_test(result, threshold, side="at_least" if at_least else "at_most",
+                              confidence=confidence)
+            passed = not test.failed_at(1 - confidence)
+            p_value, hypothesis, bound = test.p_value, test.hypothesis, test.bound
+            family = RECORDER.family
+            gate = f"{word} {threshold:g}"
+            rule = (f"fails when the data show it {'below' if at_least else 'above'} "
+                    f"{threshold:g} (p={_p(p_value)} tests {hypothesis})")
+        else:
+            bound = low if at_least else high
+            if strict == "bound":  # the bound must be beyond the floor: shown, as better_than
+                passed = bound.value > threshold if at_least else bound.value < threshold
+            else:
+                passed = (result.value >= threshold if at_least
+                          else result.value <= threshold)
+            gate = f"{word} {threshold:g}" + (" (one-sided bound)" if strict == "bound"
+                                              else " (point estimate)")
+            reach = "reach" if at_least else "stay within"
+            rule = (f"the one-sided {confidence:.0%} {side} bound must {reach} {threshold:g}"
+                    if strict == "bound" else
+                    "the point estimate is compared, no statistics (strict: point)")
         headline = (f"{result.name} = {result.value:.4f} "
-                    f"[{confidence:.0%} CI {interval.low:.4f}, {interval.high:.4f}], "
-                    f"n={result.n}; expected {gate}")
-        worst = _worst_single(result)
+                    f"[one-sided {confidence:.0%} bounds {low.value:.4f}, {high.value:.4f}], "
+                    f"n={result.n}; expected {gate}: {rule}")
         record = GateRecord(current_test(), gate, result.name, bool(passed), result.value,
-                            result.n, (interval.low, interval.high), confidence,
-                            threshold=threshold, message=headline, worst=worst,
-                            items=_items(result), eval_set_hash=result.eval_set_hash)
-        RECORDS.append(record)
-        if not passed:
-            raise AssertionError(_failure_text(record))
-        return result
+                            result.n, (low.value, high.value), confidence,
+                            threshold=threshold, message=headline,
+                            worst=_worst_single(result), items=_items(result),
+                            eval_set_hash=result.eval_set_hash, family=family,
+                            p_value=p_value, hypothesis=hypothesis, bound=bound.to_dict(),
+                            strict=strict)
+        return self._decide(record)
 
     def _compare(self, baseline: MetricResult, test: Literal["non_inferiority", "superiority"],
                  margin: float,
                  confidence: float) -> MetricResult:
         __tracebackhide__ = True
-        from ftci.evals.stats import compare, confidence_interval
+        from ftci.evals.stats import compare
 
         result = self.result
-        comparison = compare(result, baseline, test=test, margin=margin, confidence=confidence)
-        interval = confidence_interval(result, confidence)
+        options = {} if RECORDER.min_items is None else {"min_items": RECORDER.min_items}
+        comparison = compare(result, baseline, test=test, margin=margin, confidence=confidence,
+                             **options)
+        low, high = _bounds(result, confidence)
         gate = ("not worse than baseline" if test == "non_inferiority"
                 else "better than baseline") + (f" (margin {margin:g})" if margin else "")
         headline = f"{result.name}: expected {gate}\n{comparison.describe()}"
-        worst = _worst_paired(result, baseline)
         record = GateRecord(current_test(), gate, result.name, bool(comparison.passed),
-                            result.value, result.n, (interval.low, interval.high), confidence,
+                            result.value, result.n, (low.value, high.value), confidence,
                             baseline=baseline.value, comparison=comparison.to_dict(),
-                            message=headline, worst=worst, items=_items(result, baseline),
-                            eval_set_hash=result.eval_set_hash)
-        RECORDS.append(record)
-        if not comparison.passed:
-            raise AssertionError(_failure_text(record))
-        return result
+                            message=headline, worst=_worst_paired(result, baseline),
+                            items=_items(result, baseline),
+                            eval_set_hash=result.eval_set_hash,
+                            family=RECORDER.family and test == "non_inferiority",
+                            p_value=comparison.p_value, hypothesis=comparison.hypothesis,
+                            bound=None if comparison.bound is None
+                            else comparison.bound.to_dict())
+        return self._decide(record)
+
+    def _decide(self, record: GateRecord) -> MetricResult:
+        """Record; raise now unless the verdict waits for the family (the session's end)."""
+        __tracebackhide__ = True
+        RECORDER.records.append(record)
+        if not record.family and not record.passed:
+            raise AssertionError(failure_text(record))
+        return self.result
+
+
+def _bounds(result: MetricResult, confidence: float) -> tuple[Any, Any]:
+    """The one-sided lower and upper bounds at `confidence` (a two-sided 1 - 2 alpha interval
+    whose ends are the bounds every gate kind compares)."""
+    from ftci.evals.stats import confidence_bound
+
+    return (confidence_bound(result, confidence, side="lower"),
+            confidence_bound(result, confidence, side="upper"))
+
+
+def _p(value: float) -> str:
+    return "<0.0001" if value < 1e-4 else f"{value:.3g}"
 
 
 def expect(result: MetricResult) -> Expectation:
@@ -210,7 +293,7 @@ def _item_view(result: MetricResult, index: int, *, candidate_score: float) -> d
             "candidate_score": candidate_score}
 
 
-def _failure_text(record: GateRecord) -> str:
+def failure_text(record: GateRecord) -> str:
     """The AssertionError's text, from the record's redacted message and worst items."""
     lines = [record.message]
     if record.worst:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 METHOD = "holm"
 
@@ -52,3 +53,32 @@ def family_verdicts(p_values: Sequence[float], alpha: float) -> list[FamilyVerdi
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     return [FamilyVerdict(float(raw), adjusted, adjusted <= alpha)
             for raw, adjusted in zip(p_values, holm_adjusted(p_values), strict=True)]
+
+
+def settle_family(members: Sequence[Any], *, alpha: float, method: str = METHOD
+                  ) -> dict[str, Any]:
+    """Settle the deferred verdicts of `members` (GateRecords: `p_value`, `passed`,
+    `adjusted_p`, `message`) in place; returns the family's summary for results.json.
+
+    `method` "holm" adjusts; "none" lets each member fail at `alpha` alone (and says so)."""
+    p_values = [float(member.p_value) for member in members]
+    if method == METHOD:
+        verdicts = family_verdicts(p_values, alpha)
+    elif method == "none":
+        verdicts = [FamilyVerdict(p, p, p <= alpha) for p in p_values]
+    else:
+        raise ValueError(f"unknown multiplicity method {method!r}")
+    m = len(members)
+    for member, verdict in zip(members, verdicts, strict=True):
+        member.adjusted_p = verdict.adjusted_p if method == METHOD else None
+        member.passed = not verdict.failed
+        how = (f"Holm over {m} gate(s) at family-wise alpha {alpha:g}: adjusted p = "
+               f"{_p(verdict.adjusted_p)}" if method == METHOD
+               else f"alone at alpha {alpha:g} (eval.multiplicity: none): p = {_p(verdict.raw_p)}")
+        member.message += f"\nfamily: {how}: " + ("FAILED" if verdict.failed else "passes")
+    return {"method": method, "alpha": alpha, "members": m,
+            "failed": sum(verdict.failed for verdict in verdicts)}
+
+
+def _p(value: float) -> str:
+    return "<0.0001" if value < 1e-4 else f"{value:.3g}"

@@ -60,7 +60,9 @@ class EvalSession:
     bad_input: list[str] = field(default_factory=list)
     infra_errors: list[str] = field(default_factory=list)
     records: list[Any] = field(default_factory=list)  # GateRecords of this session
-    previous_records: list[Any] = field(default_factory=list)
+    recorder: Any = None  # expect.Recorder writing into `records`
+    previous_recorder: Any = None
+    family: dict[str, Any] | None = None  # how the family was settled (results.json)
     outcomes: dict[str, str] = field(default_factory=dict)
     _loaded: Any = None
     _prompt: Any = None
@@ -79,6 +81,8 @@ class EvalSession:
 
             path = self.option("ftci_config")
             self._loaded = load_config(path, self.option("ftci_set"), lint=False)
+            if self.recorder is not None:
+                self.recorder.min_items = self._loaded.config.eval.min_items
         return self._loaded
 
     def testset(self, split: str) -> Testset:
@@ -172,17 +176,20 @@ def pytest_configure(config: pytest.Config) -> None:
     state = EvalSession(config)
     config.stash[SESSION_KEY] = state
     config.pluginmanager.register(state, "ftci-eval-session")
-    # expectations append to expect.RECORDS: point it at this session's list (pytester runs
-    # sessions inside sessions; each restores its outer one when it ends)
-    state.previous_records, expect.RECORDS = expect.RECORDS, state.records
+    # expectations go to this session's recorder (pytester runs sessions inside sessions; each
+    # restores its outer one when it ends). An ftci run (--ftci-config) defers the family's
+    # verdicts to the session's end; a plain pytest run decides each expectation at once.
+    state.recorder = expect.Recorder(state.records,
+                                     family=config.getoption("ftci_config") is not None)
+    state.previous_recorder, expect.RECORDER = expect.RECORDER, state.recorder
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     from ftci.evals import expect
 
     state = config.stash.get(SESSION_KEY, None)
-    if state is not None:
-        expect.RECORDS = state.previous_records
+    if state is not None and state.previous_recorder is not None:
+        expect.RECORDER = state.previous_recorder
 
 
 def _session(request: pytest.FixtureRequest) -> EvalSession:
@@ -280,6 +287,10 @@ def gate_name(gate: Any, index: int) -> str:
     if gate.name:
         return str(gate.name)
     parts = [gate.metric]
+    if gate.per_class:
+        parts.append("[each class]")
+    elif gate.metric == "recall" and "label" in gate.params:
+        parts.append(f"[{gate.params['label']}]")
     if gate.min is not None:
         parts.append(f">={gate.min:g}")
     if gate.max is not None:
@@ -297,35 +308,51 @@ class GateItem(pytest.Item):
         self.gate = gate
 
     def runtest(self) -> None:
-        from ftci.evals.expect import expect
-        from ftci.evals.gates import gate_metric
+        from ftci.evals.metrics import class_labels
 
         session: EvalSession = self.config.stash[SESSION_KEY]
         gate = self.gate
+        if gate.per_class:  # one floor per class of the split, each a member of the family
+            testset = guard(session, lambda: session.testset(gate.split))
+            params = [{**gate.params, "label": label} for label in class_labels(testset)]
+        else:
+            params = [gate.params]
+        failures = [failure for each in params for failure in self._check(session, each)]
+        if failures:
+            raise GateFailed("\n\n".join(failures))
+
+    def _check(self, session: EvalSession, params: dict[str, Any]) -> list[str]:
+        """The gate's criteria on one metric result; the failures that are decided now (family
+        members are settled at the end of the session)."""
+        from ftci.evals.expect import expect
+        from ftci.evals.gates import gate_metric
+
+        gate = self.gate
         result = guard(session, lambda: gate_metric(session, "candidate", gate.metric,
-                                                    gate.split, gate.params))
+                                                    gate.split, params))
         needs_baseline = gate.not_worse_than or gate.better_than
         base = guard(session, lambda: gate_metric(session, "baseline", gate.metric, gate.split,
-                                                  gate.params)) if needs_baseline else None
-        failures = []
+                                                  params)) if needs_baseline else None
         checks = []
         if gate.min is not None:
-            checks.append(lambda: expect(result).at_least(gate.min, confidence=gate.confidence))
+            checks.append(lambda: expect(result).at_least(gate.min, strict=gate.strict,
+                                                           confidence=gate.confidence))
         if gate.max is not None:
-            checks.append(lambda: expect(result).at_most(gate.max, confidence=gate.confidence))
+            checks.append(lambda: expect(result).at_most(gate.max, strict=gate.strict,
+                                                         confidence=gate.confidence))
         if gate.not_worse_than and base is not None:
             checks.append(lambda: expect(result).not_worse_than(
                 base, gate.margin, confidence=gate.confidence))
         if gate.better_than and base is not None:
             checks.append(lambda: expect(result).better_than(
                 base, gate.margin, confidence=gate.confidence))
+        failures = []
         for check in checks:
             try:
                 guard(session, check)  # e.g. too few items to compare: bad input, exit 2
             except AssertionError as exc:
                 failures.append(str(exc))
-        if failures:
-            raise GateFailed("\n\n".join(failures))
+        return failures
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
         if isinstance(excinfo.value, GateFailed):
@@ -347,15 +374,62 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     target = session.config.getoption("ftci_results")
     try:
+        settle(session, state)
         if target:
             from ftci.evals.results import build_results
             from ftci.io import atomic_write_text
 
-            results = build_results(state, dict(state.outcomes), exitstatus)
+            results = build_results(state, dict(state.outcomes), session.exitstatus)
             atomic_write_text(Path(target), json.dumps(results, indent=2, ensure_ascii=False,
                                                        default=str) + "\n")
     finally:
         state.close()
+
+
+def settle(session: pytest.Session, state: EvalSession) -> None:
+    """Decide the family's verdicts now that every member's p-value is known (Holm at
+    `eval.alpha`, or each alone with `eval.multiplicity: none`), and turn a test whose gate
+    fails into a failed test: its outcome, the terminal's counts and the exit status."""
+    from ftci.evals.family import settle_family
+    from ftci.redact import redact_text
+
+    members = [record for record in state.records if record.family]
+    if not members:
+        return
+    try:
+        evaluation = state.loaded.config.eval
+        alpha, method = evaluation.alpha, evaluation.multiplicity
+    except Exception:  # noqa: BLE001 - the config failed earlier; that error is reported
+        alpha, method = 0.05, "holm"
+    state.family = settle_family(members, alpha=alpha, method=method)
+    failed = {record.test: record for record in members if not record.passed}
+    if not failed:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for nodeid in list(state.outcomes):
+        record = failed.get(redact_text(nodeid))
+        if record is None:
+            continue
+        state.outcomes[nodeid] = "failed"
+        _mark_failed(reporter, nodeid, record)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _mark_failed(reporter: Any, nodeid: str, record: Any) -> None:
+    """Move the test's report from passed to failed in the terminal's counts (the dot it
+    printed while running stays: the family was not settled then)."""
+    from ftci.evals.expect import failure_text
+
+    if reporter is None:
+        return
+    passed = reporter.stats.get("passed", [])
+    for report in list(passed):
+        if getattr(report, "nodeid", None) == nodeid and report.when == "call":
+            passed.remove(report)
+            report.outcome = "failed"
+            report.longrepr = failure_text(record)
+            reporter.stats.setdefault("failed", []).append(report)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -364,10 +438,26 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not records:
         return
     terminalreporter.section("ftci gates")
+    family = state.family if state is not None else None
+    if family:
+        terminalreporter.write_line(
+            f"family: {family['members']} gate(s) whose failure needs evidence, settled "
+            f"together ({family['method']}, family-wise alpha {family['alpha']:g}): "
+            f"{family['failed']} failed")
     for record in records:
         mark = "PASS" if record.passed else "FAIL"
         base = "" if record.baseline is None else f" baseline {record.baseline:.4f}"
+        p_text = ""
+        if record.p_value is not None:
+            p_text = f"  p={_p(record.p_value)}"
+            if record.adjusted_p is not None:
+                p_text += f" adjusted {_p(record.adjusted_p)}"
+            p_text += f" [{record.hypothesis}]"
         terminalreporter.write_line(f"{mark}  {record.metric} {record.value:.4f}{base}  "
-                                    f"{record.gate}  ({record.test})")
+                                    f"{record.gate}{p_text}  ({record.test})")
     if os.environ.get("FTCI_DEBUG") == "1":
         terminalreporter.write_line(f"{len(records)} expectations recorded")
+
+
+def _p(value: float) -> str:
+    return "<0.0001" if value < 1e-4 else f"{value:.3g}"

@@ -4,9 +4,11 @@
  candidate / baseline: {spec, description, backend, identity, details},
  eval_sets: {split: {hash, n}},
  gates: [{test, gate, metric, passed, value, n, interval, confidence, threshold, baseline,
-          comparison, message, worst, eval_set_hash, items: [{id, score, output, expected,
+          comparison, message, worst, eval_set_hash, family, p_value, p_adjusted,
+          hypothesis, bound, strict, items: [{id, score, output, expected,
           baseline_score?, baseline_output?}]}],
- tests: {nodeid: passed|failed|error|skipped}, bad_input: [messages],
+ tests: {nodeid: passed|failed|error|skipped}, family: {method, alpha, members, failed},
+ bad_input: [messages],
  infra_errors: [messages]}
 
 Every string in it is redacted (ftci/redact.py): items hold test inputs, references and model
@@ -51,6 +53,7 @@ def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
                       for split, testset in state._testsets.items()},
         "gates": gates,
         "tests": dict(sorted(outcomes.items())),
+        "family": state.family,  # {method, alpha, members, failed}, or None (no member)
         "bad_input": list(state.bad_input),
         "infra_errors": list(state.infra_errors),
     })

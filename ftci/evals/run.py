@@ -72,6 +72,10 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
     loaded = load_config(config_path, overrides)
     root = loaded.root
     refuse_committed_state(root)  # a committed run or split is never evaluated
+    from ftci.evals.power_plan import plan_gates, plan_lines
+
+    for line in plan_lines(plan_gates(loaded)):  # what each gate can detect, before the run
+        print(line, flush=True)
     chosen = list(suites) or list(loaded.config.eval.suites)
     default_missing = not suites and chosen == ["eval_suites/"] and \
         not (root / "eval_suites").exists()
@@ -105,14 +109,28 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
 
     with redacted_output():
         code = int(pytest.main(args, plugins=[]))
-    redact_junit(junit_path)
     results = _read(results_path)
+    redact_junit(junit_path, family_failures(results))
     return EvalOutcome(_exit_code(code, results), out, results, code)
 
 
-def redact_junit(path: Path) -> None:
-    """Rewrite pytest's junit.xml with every text and attribute redacted (atomically). Parsed,
-    not searched as text: a replacement can then never cut through the XML's markup."""
+def family_failures(results: dict[str, Any] | None) -> dict[str, str]:
+    """{test node id: failure message} of the tests whose gates failed when the family was
+    settled, after they had run (their junit.xml entry says they passed)."""
+    failures: dict[str, str] = {}
+    for gate in (results or {}).get("gates", []):
+        if gate.get("family") and not gate.get("passed") and gate.get("test"):
+            previous = failures.get(gate["test"])
+            message = str(gate.get("message", ""))
+            failures[gate["test"]] = message if previous is None else f"{previous}\n\n{message}"
+    return failures
+
+
+def redact_junit(path: Path, family_failed: dict[str, str] | None = None) -> None:
+    """Rewrite pytest's junit.xml with every text and attribute redacted (atomically), and a
+    <failure> for each test whose gate failed when the family was settled (`family_failed`:
+    redacted node id -> message). Parsed, not searched as text: a replacement can then never
+    cut through the XML's markup."""
     import xml.etree.ElementTree as ElementTree
 
     from ftci.io import atomic_write_bytes
@@ -127,8 +145,30 @@ def redact_junit(path: Path) -> None:
         element.tail = redact_text(element.tail) if element.tail else element.tail
         for key, value in element.attrib.items():
             element.attrib[key] = redact_text(value)
+    wanted = {tuple(_junit_names(nodeid)): message
+              for nodeid, message in (family_failed or {}).items()}
+    for suite in tree.iter("testsuite"):
+        for case in suite.iter("testcase"):
+            message = wanted.get((case.get("classname", ""), case.get("name", "")))
+            if message is None or case.find("failure") is not None:
+                continue
+            failure = ElementTree.SubElement(case, "failure",
+                                             message=message.splitlines()[0][:200])
+            failure.text = message
+            suite.set("failures", str(int(suite.get("failures", "0")) + 1))
     atomic_write_bytes(path, ElementTree.tostring(tree.getroot(), encoding="utf-8",
                                                   xml_declaration=True))
+
+
+def _junit_names(nodeid: str) -> tuple[str, str]:
+    """(classname, name) pytest's junitxml gives a node id (its mangle_test_address)."""
+    import re
+
+    path, bracket, params = nodeid.partition("[")
+    names = path.split("::")
+    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
+    names[-1] += bracket + params
+    return ".".join(names[:-1]), names[-1]
 
 
 def _new_report_dir(reports: Path) -> Path:
@@ -177,7 +217,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     """The table `ftci eval` prints: one line per gate."""
     from ftci.report.escape import one_line
 
-    rows = [("gate", "metric", "candidate", "baseline", "delta [CI]", "p", "result")]
+    rows = [("gate", "metric", "candidate [bounds]", "baseline", "delta [bounds]", "p (raw)",
+             "p (adjusted)", "H0 of p", "result")]
     for gate in results.get("gates", []):
         comparison = gate.get("comparison") or {}
         delta = comparison.get("delta")
@@ -185,12 +226,15 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         delta_text = "" if delta is None else f"{delta:+.4f}"
         if delta is not None and "low" in interval:
             delta_text += f" [{interval['low']:+.4f}, {interval['high']:+.4f}]"
-        p_value = comparison.get("p_value")
+        p_value = gate.get("p_value", comparison.get("p_value"))
         low, high = (gate.get("interval") or [None, None])[:2]
         value = f"{gate['value']:.4f}" + ("" if low is None else f" [{low:.4f}, {high:.4f}]")
+        adjusted = _p_text(gate.get("p_adjusted")) or ("—" if gate.get("family") is False
+                                                       and p_value is not None else "")
         rows.append((one_line(gate["gate"]), one_line(gate["metric"]), value,
                      "" if gate.get("baseline") is None else f"{gate['baseline']:.4f}",
-                     delta_text, _p_text(p_value),
+                     delta_text, _p_text(p_value), adjusted,
+                     one_line(gate.get("hypothesis") or comparison.get("hypothesis") or ""),
                      "pass" if gate["passed"] else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

@@ -47,6 +47,10 @@ class GateRow:
     confidence: float | None = None  # of `interval`
     delta_confidence: float | None = None  # of `delta_interval` (two-sided)
     worst: list[dict[str, Any]] = field(default_factory=list)
+    p_adjusted: float | None = None  # Holm-adjusted within the eval's family
+    hypothesis: str = ""  # what p_value tests
+    family: bool = False
+    bounds: bool = False  # `interval` holds one-sided bounds (results.json since family-wise)
 
 
 @dataclass
@@ -233,7 +237,11 @@ def _gate_row(gate: dict[str, Any]) -> GateRow:
         and len(interval) == 2 else None,
         baseline=_number(baseline), delta=_number(comparison.get("delta")),
         delta_interval=_pair(delta_interval.get("low"), delta_interval.get("high")),
-        p_value=_number(comparison.get("p_value")),
+        p_value=_number(gate.get("p_value", comparison.get("p_value"))),
+        p_adjusted=_number(gate.get("p_adjusted")),
+        hypothesis=str(gate.get("hypothesis") or comparison.get("hypothesis") or ""),
+        family=gate.get("family") is True,
+        bounds="bound" in gate,
         n=gate.get("n") if isinstance(gate.get("n"), int) else None,
         message=str(gate.get("message", "")),
         confidence=_number(gate.get("confidence")),

@@ -94,8 +94,9 @@ def _eval_html(section: EvalSection | None) -> str:
         model = section.results.get(role) or {}
         if model:
             out.append(f"<p><b>{role}</b>: {e(model.get('description') or model.get('spec'))}</p>")
-    out.append('<table id="gates"><thead><tr><th>gate</th><th>metric</th><th>candidate [CI]</th>'
-               "<th>baseline</th><th>Δ [CI]</th><th>p-value</th><th>result</th><th>n</th>"
+    out.append('<table id="gates"><thead><tr><th>gate</th><th>metric</th>'
+               "<th>candidate [one-sided bounds]</th><th>baseline</th><th>Δ [bounds]</th>"
+               "<th>p (raw)</th><th>p (adjusted)</th><th>H0 of p</th><th>result</th><th>n</th>"
                "</tr></thead><tbody>")
     for gate in section.gates:
         interval = (f" [{fmt(gate.interval[0])}, {fmt(gate.interval[1])}]"
@@ -111,7 +112,9 @@ def _eval_html(section: EvalSection | None) -> str:
                    f"<td>{e(gate.gate)}<br><code>{e(gate.test)}</code></td><td>{e(gate.metric)}</td>"
                    f'<td class="num">{e(fmt(gate.value) + interval)}</td>'
                    f'<td class="num">{e(fmt(gate.baseline))}</td><td class="num">{e(delta)}</td>'
-                   f'<td class="num">{e(p_value(gate.p_value))}</td><td>{result}</td>'
+                   f'<td class="num">{e(p_value(gate.p_value))}</td>'
+                   f'<td class="num">{e(p_value(gate.p_adjusted) if gate.family else "—")}</td>'
+                   f"<td>{e(gate.hypothesis or '—')}</td><td>{result}</td>"
                    f'<td class="num">{e(gate.n)}</td></tr>')
     out.append("</tbody></table>")
     for gate in section.failed_gates:

@@ -67,13 +67,20 @@ def _eval_section(section: EvalSection | None) -> list[str]:
         lines += [" · ".join(who + sizes), ""]
     if section.gates:
         confidence = _common(gate.confidence for gate in section.gates)
-        lines += [f"| gate | metric | candidate [{_pct(confidence)}CI] | baseline | Δ [CI] | "
-                  "p-value | result |", "|---|---|---:|---:|---:|---:|:---:|"]
+        shown = (f"one-sided {_pct(confidence)}bounds" if all(g.bounds for g in section.gates)
+                 else f"{_pct(confidence)}CI")
+        lines += [f"| gate | metric | candidate [{shown}] | "
+                  "baseline | Δ [bounds] | p (raw) | p (adjusted) | H0 of p | result |",
+                  "|---|---|---:|---:|---:|---:|---:|---|:---:|"]
         lines += [_gate_line(gate) for gate in section.gates]
-        delta_confidence = _common(g.delta_confidence for g in section.gates if g.delta)
-        if delta_confidence is not None:
-            lines += ["", f"Δ intervals are {_pct(delta_confidence)}two-sided (a one-sided test "
-                      "at the matching level uses their bound)."]
+        family = results.get("family")
+        if isinstance(family, dict):
+            lines += ["", f"Family-wise: {cell(str(family.get('members')), 8)} gate(s) whose "
+                      "failure needs evidence (not worse than, floors) settled together with "
+                      f"{cell(str(family.get('method')), 12)} at alpha "
+                      f"{cell(str(family.get('alpha')), 8)}: "
+                      f"{cell(str(family.get('failed')), 8)} failed. `better_than` and bound "
+                      "floors decide alone."]
     else:
         lines.append("_no gates recorded_")
     failed = section.failed_gates
@@ -102,8 +109,10 @@ def _gate_line(gate: GateRow) -> str:
             delta += (f" [{fmt(gate.delta_interval[0], signed=True)}, "
                       f"{fmt(gate.delta_interval[1], signed=True)}]")
     result = "✅ pass" if gate.passed else "❌ **fail**"
+    adjusted = p_value(gate.p_adjusted) if gate.family else "—"
     return (f"| {cell(gate.gate, 60)} | {cell(gate.metric, 40)} | {candidate} | "
-            f"{fmt(gate.baseline)} | {delta} | {p_value(gate.p_value)} | {result} |")
+            f"{fmt(gate.baseline)} | {delta} | {p_value(gate.p_value)} | {adjusted} | "
+            f"{cell(gate.hypothesis, 80) if gate.hypothesis else '—'} | {result} |")
 
 
 def _data_check_section(report: Report) -> list[str]:

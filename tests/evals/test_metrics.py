@@ -24,6 +24,7 @@ from ftci.evals.metrics import (
     accuracy,
     banned_phrases,
     chrf,
+    class_labels,
     classification_report,
     default_metrics,
     exact_match,
@@ -36,6 +37,7 @@ from ftci.evals.metrics import (
     length_ok,
     macro_f1,
     micro_f1,
+    recall,
     regex_match,
     rouge_l,
 )
@@ -397,7 +399,8 @@ def test_every_registered_function_returns_its_declared_name_and_kind() -> None:
     testset = [item(n, "How do I locate my card?", '{"intent": "card_arrival"}',
                     label="card_arrival") for n in range(3)]
     outputs = ['{"intent": "card_arrival"}'] * 3
-    arguments = {"schema": {"type": "object"}, "pattern": r"\{.*\}", "phrases": ["refund"]}
+    arguments = {"schema": {"type": "object"}, "pattern": r"\{.*\}", "phrases": ["refund"],
+                 "label": "card_arrival"}
     for name, spec in METRICS.items():
         if spec.function is None:
             assert spec.provided_by == "ftci.evals.forgetting"
@@ -407,8 +410,9 @@ def test_every_registered_function_returns_its_declared_name_and_kind() -> None:
         if name == "length_ok":
             extra["max_words"] = 10
         result = spec.function(outputs, testset, **extra)
+        shown = f"{name}[card_arrival]" if name == "recall" else name  # one class's recall
         assert (result.name, result.kind, result.higher_is_better) == (
-            name, spec.kind, spec.higher_is_better)
+            shown, spec.kind, spec.higher_is_better)
         assert result.n == 3
 
 
@@ -450,3 +454,13 @@ def test_metric_arguments_come_from_params_or_the_task() -> None:
     assert get_metric("banned_phrases").arguments_from(task, {"phrases": ["refund"]}) == {
         "phrases": ["refund"]}
     assert metrics.get_metric("accuracy").arguments_from(task) == {}
+
+
+def test_recall_of_one_class_is_a_proportion_over_that_classes_items() -> None:
+    testset = [item(n, f"message {n}", label, label=label)
+               for n, label in enumerate(["a", "b", "a", "a", "c"])]
+    result = recall(["a", "a", "b", "a", "c"], testset, "a")
+    assert (result.value, result.n, result.kind) == (2 / 3, 3, "proportion")
+    assert result.item_ids == ("item-0", "item-2", "item-3") and result.details["support"] == 3
+    assert recall(["x"] * 5, testset, "b").value == 0.0
+    assert class_labels(testset) == ["a", "b", "c"]

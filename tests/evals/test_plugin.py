@@ -63,8 +63,11 @@ def test_a_failing_floor_prints_the_numbers_a_reviewer_needs(
                                        str(tiny_llama_dir), "-p", "no:cacheprovider")
     run.assert_outcomes(passed=2, failed=1)
     text = run.stdout.str()
-    assert "accuracy = " in text and "CI" in text and "n=24" in text
+    assert "accuracy = " in text and "one-sided 95% bounds" in text and "n=24" in text
     assert "expected at least 0.99" in text and "worst items:" in text
+    # a floor is a member of the eval's family: settled at the end, raw and adjusted p shown
+    assert "family: 2 gate(s)" in text and "1 failed" in text
+    assert "adjusted" in text and "H0: accuracy ≥ 0.99" in text
 
 
 def test_missing_splits_are_a_clear_error_not_a_traceback(

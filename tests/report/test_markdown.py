@@ -75,7 +75,7 @@ def test_every_section_from_real_outputs(repo: Path) -> None:
     assert lines[0] == MARKER
     assert lines[1] == "## ✅ ftci: all 6 gates pass · data okay"
     gates = table_rows(markdown, "| gate | metric |")
-    assert len(gates) == 6 and all(len(row) == 7 for row in gates)
+    assert len(gates) == 6 and all(len(row) == 9 for row in gates)
     assert all(row[-1] == "✅ pass" for row in gates)
     superiority = next(row for row in gates if row[0] == "better than baseline (margin 0.1)"
                        and row[1] == "accuracy")
@@ -178,7 +178,7 @@ def test_hostile_text_is_escaped_in_table_cells(tmp_path: Path) -> None:
     assert "&lt;script&gt;document.title='pwned'&lt;/script&gt; a\\|b \\| fake \\| row \\|" \
         in markdown
     gates = table_rows(markdown, "| gate | metric |")
-    assert all(len(row) == 7 for row in gates)  # the pipe did not split the cell
+    assert all(len(row) == 9 for row in gates)  # the pipe did not split the cell
     assert gates[0][0] == "at least 0.75 \\| &lt;b&gt;bold&lt;/b&gt; next line"
     # an injected </details> cannot close the section early
     assert markdown.count("<details>") + markdown.count("<details open>") == \

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from ftci.evals.expect import expect
-from ftci.evals.metrics import accuracy, classification_report
+from ftci.evals.metrics import accuracy, class_labels, recall
 
 # The queue this model routes: losing a stolen-card report costs the most.
 MIN_RECALL = {"lost_or_stolen_card": 0.85}
@@ -15,12 +15,16 @@ MIN_RECALL_ANY = 0.6
 
 
 def test_accuracy_floor_with_confidence(candidate, testset):
-    """The lower end of the 95% interval, not just the point estimate, clears the floor."""
-    expect(accuracy(candidate.classify(testset), testset)).at_least(0.75, use_lower_bound=True)
+    """The one-sided 95% lower bound, not just the point estimate, clears the floor: the
+    burden of proof is on the candidate."""
+    expect(accuracy(candidate.classify(testset), testset)).at_least(0.75, strict="bound")
 
 
 def test_every_intent_is_recalled(candidate, testset):
-    report = classification_report(candidate.classify(testset), testset)["labels"]
-    weak = {label: round(row["recall"], 3) for label, row in report.items()
-            if row["support"] and row["recall"] < MIN_RECALL.get(label, MIN_RECALL_ANY)}
-    assert not weak, f"intents recalled below their floor: {weak}"
+    """A floor per intent, each an exact test on that intent's ~40 items: it fails when the
+    data show the recall below the floor, and all ten join the eval's family (Holm), so a
+    healthy model does not fail one of them by chance."""
+    predictions = candidate.classify(testset)
+    for label in class_labels(testset):
+        expect(recall(predictions, testset, label)).at_least(
+            MIN_RECALL.get(label, MIN_RECALL_ANY))

@@ -15,9 +15,11 @@ from __future__ import annotations
 from ftci.evals.metrics._common import TASK_TYPES, normalize_answer, normalize_label
 from ftci.evals.metrics.classification import (
     accuracy,
+    class_labels,
     classification_report,
     macro_f1,
     micro_f1,
+    recall,
 )
 from ftci.evals.metrics.registry import METRICS, MetricSpec, default_metrics, get_metric
 from ftci.evals.metrics.structured import (
@@ -32,9 +34,9 @@ from ftci.evals.metrics.structured import (
 from ftci.evals.metrics.text import banned_phrases, chrf, exact_match, length_ok, rouge_l
 
 __all__ = [
-    "METRICS", "TASK_TYPES", "MetricSpec", "accuracy", "banned_phrases", "chrf",
+    "METRICS", "TASK_TYPES", "MetricSpec", "accuracy", "banned_phrases", "chrf", "class_labels",
     "classification_report", "default_metrics", "exact_match", "field_f1", "field_precision",
     "field_recall", "get_metric", "json_schema_valid", "json_valid", "length_ok", "macro_f1",
-    "micro_f1", "normalize_answer", "normalize_label", "parse_json_output", "regex_match",
+    "micro_f1", "normalize_answer", "normalize_label", "parse_json_output", "recall", "regex_match",
     "rouge_l",
 ]

@@ -39,6 +39,29 @@ def accuracy(preds: Sequence[str], testset: Items) -> MetricResult:
     return _result("accuracy", batch, scores, kind="proportion", references=references)
 
 
+def recall(preds: Sequence[str], testset: Items, label: str) -> MetricResult:
+    """The share of the items whose reference is `label` that the model labels so: a 0/1
+    score per such item, so a per-class floor is an exact test on that class's items.
+
+    Items of other classes are left out (their ids too): the result pairs with another
+    model's recall of the same class on the same items."""
+    batch = _align(f"recall[{label}]", preds, testset)
+    references = _label_refs(batch)
+    wanted = normalize_label(label)
+    keep = [index for index, ref in enumerate(references) if normalize_label(ref) == wanted]
+    subset = _Batch(tuple(batch.items[i] for i in keep), tuple(batch.preds[i] for i in keep),
+                    None if batch.eval_set_hash is None else f"{batch.eval_set_hash}:{label}")
+    scores = [float(normalize_label(pred) == wanted) for pred in subset.preds]
+    return _result(f"recall[{label}]", subset, scores, kind="proportion",
+                   references=[references[i] for i in keep],
+                   details={"label": label, "support": len(keep)})
+
+
+def class_labels(testset: Items) -> list[str]:
+    """The reference labels present in `testset`, sorted: one per-class gate each."""
+    return sorted({_reference_label(item) for item in testset})
+
+
 @dataclass(frozen=True)
 class _LabelCodes:
     """References and predictions as label ids; id `len(names)` is an output outside the labels."""

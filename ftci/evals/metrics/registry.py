@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ftci.config.suggest import closest
 from ftci.errors import BadInputError
 from ftci.evals.metrics._common import TASK_TYPES
-from ftci.evals.metrics.classification import accuracy, macro_f1, micro_f1
+from ftci.evals.metrics.classification import accuracy, macro_f1, micro_f1, recall
 from ftci.evals.metrics.structured import (
     field_f1,
     field_precision,
@@ -62,6 +62,8 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("accuracy", accuracy, "proportion", task_types=("classification",)),
     MetricSpec("macro_f1", macro_f1, "corpus", task_types=("classification",)),
     MetricSpec("micro_f1", micro_f1, "corpus", task_types=("classification",)),
+    MetricSpec("recall", recall, "proportion", task_types=("classification",),
+               required_args=("label",)),
     MetricSpec("exact_match", exact_match, "proportion"),
     MetricSpec("json_valid", json_valid, "proportion", task_types=_FORMAT_TASKS),
     MetricSpec("json_schema_valid", json_schema_valid, "proportion", task_types=_FORMAT_TASKS,
