@@ -10,6 +10,7 @@ no suites), 3 pytest's internal error, 130 interrupted.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -107,11 +108,31 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
     args += list(pytest_args)
     from ftci.redact import redacted_output
 
-    with redacted_output():
-        code = int(pytest.main(args, plugins=[]))
+    before = set(sys.modules)
+    try:
+        with redacted_output():
+            code = int(pytest.main(args, plugins=[]))
+    finally:
+        _forget_suite_modules(before, paths, root)
     results = _read(results_path)
     redact_junit(junit_path, family_failures(results))
     return EvalOutcome(_exit_code(code, results), out, results, code)
+
+
+def _forget_suite_modules(before: set[str], suites: Sequence[Path], root: Path) -> None:
+    """Drop the suite modules and conftests this eval imported: a second eval in the same
+    process (`ftci run`, tests) must import its own files, not find another repository's
+    `eval_suites/test_x.py` under the same module name in sys.modules."""
+    folders = [suite.resolve() for suite in suites]
+    top = root.resolve()
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        if any(path.is_relative_to(folder) for folder in folders) or (
+                path.name == "conftest.py" and path.is_relative_to(top)):
+            del sys.modules[name]
 
 
 def family_failures(results: dict[str, Any] | None) -> dict[str, str]:
