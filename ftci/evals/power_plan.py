@@ -92,11 +92,21 @@ def _row(name: str, gate: Any, n: int, kind: str) -> PlannedGate:
     alpha = 1 - gate.confidence
     if kind != "proportion":
         return PlannedGate(name, n, None, f"{kind} metric: no planning figure before the run")
-    if gate.not_worse_than or gate.better_than:
+    if gate.better_than and not gate.not_worse_than:
+        extra = planned_mde(n, kind="proportion", discordance=DISCORDANCE, margin=gate.margin,
+                            confidence=gate.confidence, power=POWER)
+        note = (f"paired, {DISCORDANCE:.0%} of items assumed discordant; passes with 80% "
+                f"power only a true gain above {(gate.margin + extra) * 100:.1f} points")
+        warning = None
+        if not math.isfinite(extra) or extra > WARN_ABOVE:
+            warning = (f"{name} on {n} items: a candidate must beat the margin by more than "
+                       f"{extra * 100:.0f} points to pass with 80% power")
+        return PlannedGate(name, n, gate.margin + extra, note, warning)
+    if gate.not_worse_than:
         extra = planned_mde(n, kind="proportion", discordance=DISCORDANCE, margin=gate.margin,
                             confidence=gate.confidence, power=POWER)
         detects = gate.margin + extra
-        what = "a drop" if gate.not_worse_than else "a gain short of the margin"
+        what = "a drop"
         note = f"paired, {DISCORDANCE:.0%} of items assumed discordant"
     else:
         floor = gate.min if gate.min is not None else gate.max
@@ -134,10 +144,9 @@ def plan_lines(rows: Sequence[PlannedGate]) -> list[str]:
              f"{DISCORDANCE:.0%} discordant items):"]
     for row in rows:
         n = "n ?" if row.n is None else f"n={row.n}"
-        detects = ("" if row.detects is None else
-                   " detects any drop" if row.detects == 0 else
-                   f" detects >= {row.detects * 100:.1f} points" if math.isfinite(row.detects)
-                   else " detects nothing")
+        detects = ("" if row.detects is None or "passes with 80% power" in row.note else
+                   f" detects drops >= {row.detects * 100:.1f} points"
+                   if math.isfinite(row.detects) else " detects nothing")
         lines.append(f"  {row.gate}: {n}{detects}" + (f" ({row.note})" if row.note else ""))
     lines += [f"warning: {row.warning}" for row in rows if row.warning]
     return lines

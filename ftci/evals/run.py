@@ -234,6 +234,13 @@ def _p_text(p_value: float | None) -> str:
     return "<0.0001" if p_value < 1e-4 else f"{p_value:.3g}"
 
 
+def short_hypothesis(text: Any) -> str:
+    """`H0: accuracy ≥ 0.8` of `H0: accuracy ≥ 0.8 (the floor holds); small p: ...`."""
+    from ftci.report.escape import one_line
+
+    return one_line(str(text or "")).split(" (", 1)[0]
+
+
 def summary_lines(results: dict[str, Any]) -> list[str]:
     """The table `ftci eval` prints: one line per gate."""
     from ftci.report.escape import one_line
@@ -255,7 +262,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         rows.append((one_line(gate["gate"]), one_line(gate["metric"]), value,
                      "" if gate.get("baseline") is None else f"{gate['baseline']:.4f}",
                      delta_text, _p_text(p_value), adjusted,
-                     one_line(gate.get("hypothesis") or comparison.get("hypothesis") or ""),
+                     short_hypothesis(gate.get("hypothesis") or comparison.get("hypothesis")),
                      "pass" if gate["passed"] else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

@@ -112,7 +112,8 @@ def _gate_line(gate: GateRow) -> str:
     adjusted = p_value(gate.p_adjusted) if gate.family else "—"
     return (f"| {cell(gate.gate, 60)} | {cell(gate.metric, 40)} | {candidate} | "
             f"{fmt(gate.baseline)} | {delta} | {p_value(gate.p_value)} | {adjusted} | "
-            f"{cell(gate.hypothesis, 80) if gate.hypothesis else '—'} | {result} |")
+            f"{cell(gate.hypothesis.split(' (', 1)[0], 80) if gate.hypothesis else '—'} | "
+            f"{result} |")
 
 
 def _data_check_section(report: Report) -> list[str]:

@@ -117,7 +117,7 @@ def test_the_power_plan_says_what_each_gate_can_detect(tmp_path: Path) -> None:
     config = make_eval_repo(tmp_path / "repo", "unused-model", gates=gates, n_test=30)
     result = CliRunner().invoke(main, ["eval", "-c", str(config), "--plan"])
     assert result.exit_code == 0, result.output
-    assert "accuracy>=0.8: n=30 detects >=" in result.output
+    assert "accuracy>=0.8: n=30 detects drops >=" in result.output
     assert "recall[each class]>=0.6 " in result.output
     assert "warning: recall[each class]>=0.6 " in result.output  # ~10 items a class
     result = CliRunner().invoke(main, ["--json", "eval", "-c", str(config), "--plan"])
