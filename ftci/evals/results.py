@@ -17,6 +17,7 @@ outputs, node ids hold parametrised labels, and results.json is uploaded and ren
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
                         "backend": ref.backend, "identity": identity, "details": ref.details}
     gates = [record.to_dict() for record in records]
     failed_tests = [node for node, outcome in outcomes.items() if outcome in ("failed", "error")]
-    return redact_value({  # type: ignore[no-any-return]
+    return _finite(redact_value({
         "schema": SCHEMA_VERSION,
         "ftci_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -56,4 +57,16 @@ def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
         "family": state.family,  # {method, alpha, members, failed}, or None (no member)
         "bad_input": list(state.bad_input),
         "infra_errors": list(state.infra_errors),
-    })
+    }))
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no Infinity or NaN (Python writes them, strict parsers refuse them): an
+    undetectable effect or an unbounded interval end is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
