@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,15 +18,8 @@ from ftci.config import load_config
 from ftci.state import committed_state
 from ftci.train.cache import DigestCache
 from ftci.train.runkey import canonical_json, compute_run_inputs
+from tests.helpers.git import git
 from tests.train.test_runkey import write_records
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    return subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=repo, env=env,
-                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ hashes the model's files for the run key, it never loads them."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from ftci.cli import main
 from ftci.config import load_config
 from ftci.train.run import train
 from ftci.train.runkey import compute_run_inputs
+from tests.helpers.git import git
 from tests.train.test_cache_cli import AdapterRecipe
 from tests.train.test_runkey import write_records
 
@@ -33,14 +32,6 @@ eval:
   suites: [eval_suites/, builtin:style]
   gates: [{{metric: rouge_l, min: 0.1}}]
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    return subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=repo, env=env,
-                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 def commit(repo: Path, message: str, files: dict[str, str]) -> None:

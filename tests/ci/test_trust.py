@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from ftci.ci.trust import require_trusted_event, trust_decision
 from ftci.cli import main
 from ftci.errors import BadInputError
+from tests.helpers.git import git
 
 BASE_REPO = "acme/intents"
 HEAD_SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
@@ -70,13 +71,13 @@ def actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     as actions/checkout leaves it for a `pull_request` event (GitHub's merge commit)."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    _git(workspace, "init", "-q")
+    git(workspace, "init", "-q")
     (workspace / "ftci.yaml").write_text("project: {name: intents}\n")
-    _git(workspace, "add", "ftci.yaml")
-    _git(workspace, "commit", "-q", "-m", "merge commit")
+    git(workspace, "add", "ftci.yaml")
+    git(workspace, "commit", "-q", "-m", "merge commit")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_WORKSPACE", str(workspace))
-    monkeypatch.setenv("GITHUB_SHA", _git(workspace, "rev-parse", "HEAD"))
+    monkeypatch.setenv("GITHUB_SHA", git(workspace, "rev-parse", "HEAD"))
     for name in ("FTCI_APPROVED_SHA", "FTCI_TRUST_LABEL"):
         monkeypatch.delenv(name, raising=False)
 
@@ -235,31 +236,24 @@ def test_a_workflow_run_after_a_fork_pull_request_is_refused(actions: Any) -> No
     assert trust_decision().trusted
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=cwd, env=env,
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
 def test_an_approval_covers_only_the_checked_out_head(actions: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A real checkout: the approved commit passes; the PR branch moved on (a child of the
     approved commit checked out) is refused."""
     workspace = actions("pull_request", {})
-    _git(workspace, "init", "-q")
+    git(workspace, "init", "-q")
     (workspace / "a.txt").write_text("approved\n")
-    _git(workspace, "add", "a.txt")
-    _git(workspace, "commit", "-q", "-m", "approved")
-    approved = _git(workspace, "rev-parse", "HEAD")
+    git(workspace, "add", "a.txt")
+    git(workspace, "commit", "-q", "-m", "approved")
+    approved = git(workspace, "rev-parse", "HEAD")
     actions("pull_request_target", pr_event("labeled", labels=(LABEL,), label=LABEL,
                                             head_sha=approved))
     assert trust_decision().trusted
     (workspace / "a.txt").write_text("pushed after the label\n")
-    _git(workspace, "commit", "-q", "-am", "later")
+    git(workspace, "commit", "-q", "-am", "later")
     decision = trust_decision()
     assert not decision.trusted and "neither that head nor the event's commit" in decision.reason
-    monkeypatch.setenv("GITHUB_SHA", _git(workspace, "rev-parse", "HEAD"))  # the event's own
+    monkeypatch.setenv("GITHUB_SHA", git(workspace, "rev-parse", "HEAD"))  # the event's own
     assert trust_decision().trusted
 
 
@@ -297,7 +291,7 @@ def test_a_comment_triggered_run_needs_an_approval_of_the_checked_out_commit(
     monkeypatch.setenv("FTCI_APPROVED_SHA", OTHER_SHA)
     decision = trust_decision()
     assert not decision.trusted and "is not FTCI_APPROVED_SHA" in decision.reason
-    monkeypatch.setenv("FTCI_APPROVED_SHA", _git(workspace, "rev-parse", "HEAD"))
+    monkeypatch.setenv("FTCI_APPROVED_SHA", git(workspace, "rev-parse", "HEAD"))
     assert trust_decision().trusted
 
 

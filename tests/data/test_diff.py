@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,7 @@ from click.testing import CliRunner
 
 from ftci.cli import main
 from tests.data.corpus import clean_records, write_jsonl, write_repo
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+from tests.helpers.git import git
 
 
 def test_diff_between_revisions_reports_exactly_the_changes(tmp_path: Path) -> None:

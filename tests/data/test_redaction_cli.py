@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 
 from ftci.cli import main
 from tests.data.corpus import clean_records, write_jsonl, write_repo
+from tests.helpers.git import git
 
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"  # detect-secrets' own AWS test key (its detector flags it)
 GITHUB = "ghp_" + "Zq8Lr2Vx5Nc7Bt1Hm4Kd9Wf3Gp6Js0Ya2Ue4"
@@ -29,11 +29,6 @@ INJECTED_LABEL = "card\n::warning::pwned by a label"
 NEWLINE_FILE = "a\n::error::pwned.jsonl"  # sorts first: its finding is annotated
 # ftci's own annotations: `::error|warning [file=F,line=N,]title=ftci RULE::message`
 OWN_ANNOTATION = re.compile(r"::(error|warning) (file=[^,:]*,line=\d+,)?title=ftci [a-z_]+::")
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def secret_rows() -> list[dict[str, str]]:

@@ -1,0 +1,19 @@
+"""Real git repositories for tests: one `git` runner with a fixed identity and no user or
+system configuration (a developer's signing or hooks never leak into a test)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run `git ARGS` in `repo`; its stdout, stripped (raises on a non-zero exit)."""
+    return subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=repo,
+                          env={**os.environ, **_ENV}, check=True, capture_output=True,
+                          text=True).stdout.strip()
