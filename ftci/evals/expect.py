@@ -150,8 +150,9 @@ class Expectation:
         p_value = hypothesis = None
         family = False
         if strict == "test":
+            options = {} if RECORDER.min_items is None else {"min_items": RECORDER.min_items}
             test = floor_test(result, threshold, side="at_least" if at_least else "at_most",
-                              confidence=confidence)
+                              confidence=confidence, **options)
             passed = not test.failed_at(1 - confidence)
             p_value, hypothesis, bound = test.p_value, test.hypothesis, test.bound
             family = RECORDER.family
