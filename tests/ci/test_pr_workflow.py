@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -206,20 +207,27 @@ def test_the_report_reads_only_the_downloaded_stage_outputs() -> None:
 
 
 class _Runs(BaseHTTPRequestHandler):
+    """`GET /repos/{o}/{r}/actions/runs/{id}` and `GET /repos/{o}/{r}/environments/{name}`,
+    shaped as GitHub documents them."""
+
     runs: dict[str, Any] = {}
+    environments: dict[str, Any] = {}
     token = "ghs_resolve_token"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
-        match = re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/runs/(\d+)", self.path)
+        run = re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/runs/(\d+)", self.path)
+        environment = re.fullmatch(r"/repos/([^/]+/[^/]+)/environments/([^/]+)", self.path)
         if self.headers.get("Authorization") != f"Bearer {self.token}":
             status, body = 401, {"message": "Bad credentials"}
-        elif match is None or match.group(2) not in self.runs:
-            status, body = 404, {"message": "Not Found"}
+        elif run is not None and run.group(2) in self.runs:
+            status, body = 200, self.runs[run.group(2)]
+        elif environment is not None and unquote(environment.group(2)) in self.environments:
+            status, body = 200, self.environments[unquote(environment.group(2))]
         else:
-            status, body = 200, self.runs[match.group(2)]
+            status, body = 404, {"message": "Not Found"}
         raw = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -261,7 +269,8 @@ def resolve(api: str, tmp_path: Path, referenced: list[dict[str, str]],
                "GITHUB_REPOSITORY": BASE, "GITHUB_RUN_ID": run_id,
                "GITHUB_OUTPUT": str(output), "GITHUB_TOKEN": _Runs.token,
                "WANT_REPOSITORY": "", "WANT_REF": "", "FTCI_VERSION": "",
-               "FORK_APPROVAL": "environment", **env}
+               "FORK_APPROVAL": "environment", "APPROVAL_ENVIRONMENT": "ftci-fork-approval",
+               "FORK_PULL_REQUEST": "false", **env}
     done = subprocess.run([sys.executable, str(script)], env=environ, capture_output=True,
                           text=True, timeout=60, check=False)
     values = dict(line.split("=", 1) for line in output.read_text().splitlines() if line)
@@ -302,3 +311,39 @@ def test_resolve_refuses_caller_chosen_code(actions_api: str, tmp_path: Path,
     code, values, log = resolve(actions_api, tmp_path, referenced, **env)
     assert code == 1 and values == {}, log
     assert "::error title=ftci::" in log and message in log
+
+
+def _environment(name: str, reviewers: int) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = [{"id": 1, "node_id": "GA_1", "type": "wait_timer",
+                                    "wait_timer": 0}]
+    if reviewers:
+        rules.append({"id": 2, "node_id": "GA_2", "type": "required_reviewers",
+                      "prevent_self_review": True,
+                      "reviewers": [{"type": "User", "reviewer": {"login": f"maintainer{k}",
+                                                                  "id": k}}
+                                    for k in range(reviewers)]})
+    return {"id": 7, "name": name, "protection_rules": rules,
+            "deployment_branch_policy": None}
+
+
+@pytest.mark.parametrize(("environments", "fork", "message"), [
+    ({"ftci-fork-approval": _environment("ftci-fork-approval", 1)}, "true", None),
+    ({"ftci-fork-approval": _environment("ftci-fork-approval", 0)}, "true",
+     "has no required reviewers"),
+    ({}, "true", "create it under Settings > Environments"),
+    ({}, "false", None),  # a branch of the repository needs no approval environment
+])
+def test_a_fork_needs_an_environment_that_reviewers_guard(
+        actions_api: str, tmp_path: Path, environments: dict[str, Any], fork: str,
+        message: str | None) -> None:
+    """GitHub creates a missing environment on first use, with no protection rules: an
+    unguarded `approve` job would approve every fork at once, so resolve refuses it."""
+    _Runs.environments = environments
+    try:
+        code, values, log = resolve(actions_api, tmp_path, [OURS], FORK_PULL_REQUEST=fork)
+    finally:
+        _Runs.environments = {}
+    if message is None:
+        assert code == 0 and values["sha"] == FTCI_SHA, log
+    else:
+        assert code == 1 and message in log, log
