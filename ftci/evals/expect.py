@@ -139,27 +139,28 @@ class Expectation:
     def _bound(self, threshold: float, *, at_least: bool, strict: Floor,
                confidence: float) -> MetricResult:
         __tracebackhide__ = True
+        from ftci.evals.family import p_text
         from ftci.evals.stats import floor_test
 
         if strict not in ("test", "point", "bound"):
             raise ValueError(f"strict must be test, point or bound, not {strict!r}")
         result = self.result
-        low, high = _bounds(result, confidence)
         word = "at least" if at_least else "at most"
         side = "lower" if at_least else "upper"
         p_value = hypothesis = None
         family = False
         if strict == "test":
-            options = {} if RECORDER.min_items is None else {"min_items": RECORDER.min_items}
             test = floor_test(result, threshold, side="at_least" if at_least else "at_most",
-                              confidence=confidence, **options)
+                              confidence=confidence, **_min_items())
             passed = not test.failed_at(1 - confidence)
             p_value, hypothesis, bound = test.p_value, test.hypothesis, test.bound
+            low, high = _bounds(result, confidence, known=bound)
             family = RECORDER.family
             gate = f"{word} {threshold:g}"
             rule = (f"fails when the data show it {'below' if at_least else 'above'} "
-                    f"{threshold:g} (p={_p(p_value)} tests {hypothesis})")
+                    f"{threshold:g} (p={p_text(p_value)} tests {hypothesis})")
         else:
+            low, high = _bounds(result, confidence)
             bound = low if at_least else high
             if strict == "bound":  # the bound must be beyond the floor: shown, as better_than
                 passed = bound.value > threshold if at_least else bound.value < threshold
@@ -191,9 +192,8 @@ class Expectation:
         from ftci.evals.stats import compare
 
         result = self.result
-        options = {} if RECORDER.min_items is None else {"min_items": RECORDER.min_items}
         comparison = compare(result, baseline, test=test, margin=margin, confidence=confidence,
-                             **options)
+                             **_min_items())
         low, high = _bounds(result, confidence)
         gate = ("not worse than baseline" if test == "non_inferiority"
                 else "better than baseline") + (f" (margin {margin:g})" if margin else "")
@@ -219,17 +219,22 @@ class Expectation:
         return self.result
 
 
-def _bounds(result: MetricResult, confidence: float) -> tuple[Any, Any]:
+def _bounds(result: MetricResult, confidence: float, *, known: Any = None
+            ) -> tuple[Any, Any]:
     """The one-sided lower and upper bounds at `confidence` (a two-sided 1 - 2 alpha interval
-    whose ends are the bounds every gate kind compares)."""
+    whose ends are the bounds every gate kind compares); `known`, a bound already computed
+    (a floor test's, from the same resamples), is not computed again."""
     from ftci.evals.stats import confidence_bound
 
-    return (confidence_bound(result, confidence, side="lower"),
-            confidence_bound(result, confidence, side="upper"))
+    low, high = (confidence_bound(result, confidence, side=side)
+                 if known is None or known.side != side else known
+                 for side in ("lower", "upper"))
+    return low, high
 
 
-def _p(value: float) -> str:
-    return "<0.0001" if value < 1e-4 else f"{value:.3g}"
+def _min_items() -> dict[str, int]:
+    """compare()/floor_test() keyword for the session's eval.min_items (else their default)."""
+    return {} if RECORDER.min_items is None else {"min_items": RECORDER.min_items}
 
 
 def expect(result: MetricResult) -> Expectation:

@@ -73,12 +73,16 @@ def settle_family(members: Sequence[Any], *, alpha: float, method: str = METHOD
         member.adjusted_p = verdict.adjusted_p if method == METHOD else None
         member.passed = not verdict.failed
         how = (f"Holm over {m} gate(s) at family-wise alpha {alpha:g}: adjusted p = "
-               f"{_p(verdict.adjusted_p)}" if method == METHOD
-               else f"alone at alpha {alpha:g} (eval.multiplicity: none): p = {_p(verdict.raw_p)}")
+               f"{p_text(verdict.adjusted_p)}" if method == METHOD
+               else f"alone at alpha {alpha:g} (eval.multiplicity: none): p = "
+               f"{p_text(verdict.raw_p)}")
         member.message += f"\nfamily: {how}: " + ("FAILED" if verdict.failed else "passes")
     return {"method": method, "alpha": alpha, "members": m,
             "failed": sum(verdict.failed for verdict in verdicts)}
 
 
-def _p(value: float) -> str:
+def p_text(value: float | None) -> str:
+    """A p-value as every gate line prints it ("" for none)."""
+    if value is None:
+        return ""
     return "<0.0001" if value < 1e-4 else f"{value:.3g}"

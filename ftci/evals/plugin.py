@@ -437,6 +437,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     records = [] if state is None else state.records
     if not records:
         return
+    from ftci.evals.family import p_text
+
     terminalreporter.section("ftci gates")
     family = state.family if state is not None else None
     if family:
@@ -447,17 +449,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for record in records:
         mark = "PASS" if record.passed else "FAIL"
         base = "" if record.baseline is None else f" baseline {record.baseline:.4f}"
-        p_text = ""
+        shown_p = ""
         if record.p_value is not None:
-            p_text = f"  p={_p(record.p_value)}"
+            shown_p = f"  p={p_text(record.p_value)}"
             if record.adjusted_p is not None:
-                p_text += f" adjusted {_p(record.adjusted_p)}"
-            p_text += f" [{record.hypothesis}]"
+                shown_p += f" adjusted {p_text(record.adjusted_p)}"
+            shown_p += f" [{record.hypothesis}]"
         terminalreporter.write_line(f"{mark}  {record.metric} {record.value:.4f}{base}  "
-                                    f"{record.gate}{p_text}  ({record.test})")
+                                    f"{record.gate}{shown_p}  ({record.test})")
     if os.environ.get("FTCI_DEBUG") == "1":
         terminalreporter.write_line(f"{len(records)} expectations recorded")
 
-
-def _p(value: float) -> str:
-    return "<0.0001" if value < 1e-4 else f"{value:.3g}"

@@ -228,12 +228,6 @@ def _read(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _p_text(p_value: float | None) -> str:
-    if p_value is None:
-        return ""
-    return "<0.0001" if p_value < 1e-4 else f"{p_value:.3g}"
-
-
 def short_hypothesis(text: Any) -> str:
     """`H0: accuracy ≥ 0.8` of `H0: accuracy ≥ 0.8 (the floor holds); small p: ...`."""
     from ftci.report.escape import one_line
@@ -243,6 +237,7 @@ def short_hypothesis(text: Any) -> str:
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
     """The table `ftci eval` prints: one line per gate."""
+    from ftci.evals.family import p_text
     from ftci.report.escape import one_line
 
     rows = [("gate", "metric", "candidate [bounds]", "baseline", "delta [bounds]", "p (raw)",
@@ -257,11 +252,11 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         p_value = gate.get("p_value", comparison.get("p_value"))
         low, high = (gate.get("interval") or [None, None])[:2]
         value = f"{gate['value']:.4f}" + ("" if low is None else f" [{low:.4f}, {high:.4f}]")
-        adjusted = _p_text(gate.get("p_adjusted")) or ("—" if gate.get("family") is False
+        adjusted = p_text(gate.get("p_adjusted")) or ("—" if gate.get("family") is False
                                                        and p_value is not None else "")
         rows.append((one_line(gate["gate"]), one_line(gate["metric"]), value,
                      "" if gate.get("baseline") is None else f"{gate['baseline']:.4f}",
-                     delta_text, _p_text(p_value), adjusted,
+                     delta_text, p_text(p_value), adjusted,
                      short_hypothesis(gate.get("hypothesis") or comparison.get("hypothesis")),
                      "pass" if gate["passed"] else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
