@@ -178,7 +178,7 @@ class Meter:
 
 
 def run_ftci(n: int, full: bool) -> dict[str, Any]:
-    from ftci.config.models import FtciConfig
+    from ftci.config.schema import FtciConfig
     from ftci.data.checks import conflicts, duplicates, leakage, near_duplicates
     from ftci.data.findings import CheckContext
     from ftci.data.minhash import clusters_from_edges, near_duplicate_pairs, shingle_sets

@@ -9,7 +9,7 @@ each stage may redact what it received without caring whether an earlier one did
 Where it runs: on a data check's findings as the report is built (ftci/data/check.py), on the
 data diff's rows and labels and on `ftci data stats`' labels, on every expectation an eval
 records and on results.json (ftci/evals/), on pytest's terminal output and junit.xml
-(ftci/evals/run.py), and on every stage output `ftci report` reads. Renderers never see raw text.
+(ftci/evals/runner.py), and on every stage output `ftci report` reads. Renderers never see raw text.
 """
 
 from __future__ import annotations

@@ -1,4 +1,17 @@
-"""ftci's state directory `.ftci/` beside ftci.yaml, and why nothing committed there is read.
+"""ftci's state directory `.ftci/` beside ftci.yaml: its layout, and why nothing committed there
+is read.
+
+This module is the only one that spells the directory's name. The layout:
+
+    .ftci/
+      splits/            train/val/test.jsonl and manifest.json (`ftci data split`)
+      runs/<key>/        one training run (adapter/, manifest.json); runs/.stale/ holds runs
+                         moved aside, never trained into
+      cache/             split-inputs.json, eval-outputs.sqlite, digest caches
+      reports/<time>/    one eval or pipeline run: results.json, junit.xml, report.{md,html}
+      registry/          released models (ftci release)
+      deployments/       what is serving where (ftci deploy)
+      ci-<command>.json  the Action's saved step JSON
 
 `.ftci/` holds what ftci computed on this machine: splits, runs, caches, reports. A pull
 request can force-add files there (`git add -f .ftci/...`): split files with a recomputed
@@ -11,6 +24,7 @@ to every stage, and training and eval refuse to start until it is removed from g
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ftci.errors import BadInputError
@@ -22,6 +36,77 @@ SHOWN = 5
 def state_dir(root: Path) -> Path:
     """`.ftci/` of the repository whose ftci.yaml lies in `root`."""
     return root / STATE_DIR
+
+
+def splits_dir(root: Path) -> Path:
+    return state_dir(root) / "splits"
+
+
+def split_path(root: Path, split: str) -> Path:
+    """`.ftci/splits/<split>.jsonl`."""
+    return splits_dir(root) / f"{split}.jsonl"
+
+
+def runs_dir(root: Path) -> Path:
+    return state_dir(root) / "runs"
+
+
+def stale_runs_dir(root: Path) -> Path:
+    """Where a run directory that belongs to another key is moved aside."""
+    return runs_dir(root) / ".stale"
+
+
+def is_runs_dir(path: Path) -> bool:
+    """Is `path` some repository's `.ftci/runs/` (so its children are run directories)?"""
+    return path.name == "runs" and path.parent.name == STATE_DIR
+
+
+def root_of_run(run_dir: Path) -> Path:
+    """The repository root of `<root>/.ftci/runs/<key>`."""
+    return run_dir.parent.parent.parent
+
+
+def cache_dir(root: Path) -> Path:
+    return state_dir(root) / "cache"
+
+
+def reports_dir(root: Path) -> Path:
+    return state_dir(root) / "reports"
+
+
+def registry_dir(root: Path) -> Path:
+    return state_dir(root) / "registry"
+
+
+def deployments_dir(root: Path) -> Path:
+    return state_dir(root) / "deployments"
+
+
+def ci_output_path(root: Path, command: str) -> Path:
+    """The Action's saved step JSON for `command`."""
+    return state_dir(root) / f"ci-{command}.json"
+
+
+def new_report_dir(root: Path) -> Path:
+    """A new, empty `.ftci/reports/<UTC time>/`, created here and unique: two runs that start
+    in the same second get `<time>` and `<time>-2` (mkdir is the lock, so this holds across
+    processes)."""
+    reports = reports_dir(root)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    reports.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", *(f"-{n}" for n in range(2, 10_000))):
+        candidate = reports / f"{stamp}{suffix}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free report directory under {reports}")
+
+
+def display(path: str) -> str:
+    """`path` (relative to the state directory) as users see it in help texts: `.ftci/<path>`."""
+    return f"{STATE_DIR}/{path}" if path else f"{STATE_DIR}/"
 
 
 def committed_state(root: Path) -> list[str]:

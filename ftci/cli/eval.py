@@ -38,7 +38,7 @@ def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
     extraction, formatting, style, forgetting). Every comparison with the baseline is paired on
     the same items; see the README's "Eval gates" section for the statistics.
     """
-    from ftci.evals.run import run_eval, summary_lines
+    from ftci.evals.runner import run_eval, summary_lines
 
     as_json = wants_json(ctx)
     if plan_only:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import click
 
 from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
-from ftci.run import STAGES
+from ftci.pipeline import STAGES
 
 if TYPE_CHECKING:
-    from ftci.run import PipelineResult, StageResult
+    from ftci.pipeline import PipelineResult, StageResult
 
 COLORS = {"ok": "green", "excellent": "green", "okay": "green", "skipped": "white"}
 SHOWN_OUTPUTS = (("markdown", "report.md"), ("html", "report.html"), ("results", "results.json"),
@@ -40,7 +40,7 @@ def run_command(ctx: click.Context, config_path: Path | None, overrides: tuple[s
     2); the report stage still runs, as the workflow's report job does. Training and eval reuse
     cached results when their inputs are unchanged. Everything goes to .ftci/reports/<time>/.
     """
-    from ftci.run import run_pipeline
+    from ftci.pipeline import run_pipeline
 
     as_json = wants_json(ctx)
     # Training and pytest print progress; under --json it goes to stderr so stdout stays JSON.

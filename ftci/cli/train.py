@@ -11,7 +11,7 @@ from ftci.cli.base import config_options, config_path_option, emit_json, wants_j
 
 if TYPE_CHECKING:
     from ftci.train.guardrails import TrainPlan
-    from ftci.train.run import PreparedRun, TrainOutcome
+    from ftci.train.launch import PreparedRun, TrainOutcome
 
 
 @click.command("train")
@@ -37,7 +37,7 @@ def train_command(ctx: click.Context, config_path: Path | None, overrides: tuple
     model's files, the chat template, library versions, device and seed; eval gates are not
     inputs. Runs live in .ftci/runs/<key>/ (adapter/, manifest.json).
     """
-    from ftci.train.run import execute_training, prepare_training, run_in_process
+    from ftci.train.launch import execute_training, prepare_training, run_in_process
 
     if in_process:  # one process of `accelerate launch`, started by `ftci train --launcher`
         if not run_key:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ftci.config.loader import CONFIG_FILENAME, LoadedConfig, load_config, load_config_text
-from ftci.config.models import FtciConfig
+from ftci.config.schema import FtciConfig
 
 
 def json_schema() -> dict[str, object]:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ftci.config.models import FtciConfig
+from ftci.config.schema import FtciConfig
 from ftci.config.suggest import closest
 from ftci.errors import BadInputError, ConfigError, Lint, Problem
 

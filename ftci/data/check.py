@@ -21,7 +21,7 @@ from ftci.data.records import SPLITS, Record, RecordRef
 from ftci.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
-    from ftci.config.models import FtciConfig
+    from ftci.config.schema import FtciConfig
 
 # Rule -> module under ftci.data.checks (parse is the loader's own). Order = report order.
 RULE_MODULES: dict[str, str] = {

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ftci.data.records import Record, RecordRef
 
 if TYPE_CHECKING:
-    from ftci.config.models import FtciConfig
+    from ftci.config.schema import FtciConfig
 
 FindingSeverity = Literal["error", "warn", "info"]
 Verdict = Literal["poor", "okay", "excellent"]

@@ -36,7 +36,7 @@ from ftci.data.records import Record
 from ftci.errors import DataError
 
 if TYPE_CHECKING:
-    from ftci.config.models import DataConfig, DataSource
+    from ftci.config.schema import DataConfig, DataSource
 
 try:
     import orjson

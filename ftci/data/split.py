@@ -49,7 +49,7 @@ from ftci.data.records import SPLITS, Record
 from ftci.io import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from ftci.config.models import FtciConfig, SplitConfig
+    from ftci.config.schema import FtciConfig, SplitConfig
 
 ALGORITHM = "ftci-split-v1"
 

@@ -14,7 +14,7 @@ from ftci.data.diff import _lengths
 from ftci.redact import redact_text
 
 if TYPE_CHECKING:
-    from ftci.config.models import FtciConfig
+    from ftci.config.schema import FtciConfig
 
 
 @dataclass

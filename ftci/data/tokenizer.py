@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ftci.errors import BadInputError, InfraError
 
 if TYPE_CHECKING:
-    from ftci.config.models import FtciConfig
+    from ftci.config.schema import FtciConfig
 
 IGNORE_INDEX = -100  # what transformers' cross-entropy skips
 # End-of-turn markers of common chat templates (ChatML, Llama 3, Gemma, Phi-3, Mistral/Llama 2).

@@ -5,11 +5,11 @@ and as a self-contained HTML file. `build` collects, `markdown`/`mermaid`/`html`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ftci.io import atomic_write_text
+from ftci.state import new_report_dir
 
 if TYPE_CHECKING:
     from ftci.report.build import Report
@@ -24,11 +24,10 @@ class ReportFiles:
 
 
 def default_out_dir(report: Report) -> Path:
-    """Beside the eval run's results.json, else a new `.ftci/reports/<time>/`."""
+    """Beside the eval run's results.json, else a new report directory (ftci/state.py)."""
     if report.eval is not None:
         return report.eval.path.parent
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return report.root / ".ftci" / "reports" / stamp
+    return new_report_dir(report.root)
 
 
 def write_report(report: Report, out_dir: Path | None = None) -> ReportFiles:

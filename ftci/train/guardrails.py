@@ -46,7 +46,7 @@ from ftci.errors import BadInputError, ConfigError, Lint
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
-    from ftci.config.models import FtciConfig
+    from ftci.config.schema import FtciConfig
 
 GIB = 1024**3
 CHARS_PER_TOKEN = 4

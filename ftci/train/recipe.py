@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ftci.errors import EXIT_INTERRUPTED, BadInputError, DataError, FtciError, InfraError
 
 if TYPE_CHECKING:
-    from ftci.config.models import FtciConfig
+    from ftci.config.schema import FtciConfig
 
 PROGRESS_MODES = ("auto", "bar", "plain", "none")
 

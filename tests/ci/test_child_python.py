@@ -17,7 +17,7 @@ import pytest
 
 from ftci.child_python import python_argv, safe_environ
 from ftci.ci import action
-from ftci.train.run import accelerate_command
+from ftci.train.launch import accelerate_command
 from tests.helpers.planted import imported, plant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from ftci.ci.plan import make_plan
 from ftci.cli import main
 from ftci.config import load_config
-from ftci.train.run import train
+from ftci.train.launch import train
 from ftci.train.runkey import compute_run_inputs
 from tests.helpers.git import git
 from tests.train.test_cache_cli import AdapterRecipe

@@ -334,8 +334,8 @@ def test_label_names_compare_case_insensitively_as_on_github(actions: Any) -> No
 def test_the_domain_functions_refuse_without_the_cli(actions: Any, tmp_path: Path) -> None:
     """`execute_training`, `prepare_training`, `run_in_process` (what `ftci train
     --in-process` runs) and `run_eval` check the event themselves."""
-    from ftci.evals.run import run_eval
-    from ftci.train.run import execute_training, prepare_training, run_in_process
+    from ftci.evals.runner import run_eval
+    from ftci.train.launch import execute_training, prepare_training, run_in_process
 
     actions("pull_request", pr_event("synchronize"))
     missing = tmp_path / "missing.yaml"

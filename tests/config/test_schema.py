@@ -43,7 +43,7 @@ def test_task_types_agree_between_cli_and_config() -> None:
     """The CLI lists task types without loading pydantic; both lists must stay the same."""
     from typing import get_args
 
-    from ftci.config.models import TaskType
+    from ftci.config.schema import TaskType
     from ftci.tasks import TASK_TYPES
 
     assert get_args(TaskType) == TASK_TYPES

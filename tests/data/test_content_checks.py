@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ftci.config.models import FtciConfig
+from ftci.config.schema import FtciConfig
 from ftci.data.checks import chat_template as chat_template_check
 from ftci.data.checks import labels, length, pii, review, volume
 from ftci.data.findings import CheckContext, Finding

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ftci.config.models import DataConfig
+from ftci.config.schema import DataConfig
 from ftci.data.convert import canonical_line, convert_records
 from ftci.data.loaders import load_sources
 from ftci.data.records import Record

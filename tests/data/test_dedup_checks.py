@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ftci.config.models import FtciConfig
+from ftci.config.schema import FtciConfig
 from ftci.data.checks import conflicts, duplicates, leakage, near_duplicates
 from ftci.data.findings import CheckContext, Finding
 from ftci.data.records import Record, RecordRef

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ftci.config.models import DataConfig
+from ftci.config.schema import DataConfig
 from ftci.data import loaders
 from ftci.data.loaders import LoadResult, load_file, load_sources
 from ftci.data.records import Record, content_id

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ftci.config.models import DataConfig
+from ftci.config.schema import DataConfig
 from ftci.data import loaders
 from ftci.data.loaders import LoadResult, load_sources
 

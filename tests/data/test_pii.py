@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ftci.config.models import FtciConfig
+from ftci.config.schema import FtciConfig
 from ftci.data.checks import pii
 from ftci.data.findings import CheckContext, Finding
 from ftci.data.records import Record

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ftci.config.models import FtciConfig
+from ftci.config.schema import FtciConfig
 from ftci.data.checks import semantic
 from ftci.data.findings import CheckContext
 from ftci.data.records import Record

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ftci.config.models import SplitConfig
+from ftci.config.schema import SplitConfig
 from ftci.data.minhash import near_duplicate_clusters
 from ftci.data.records import SPLITS, Record
 from ftci.data.split import ALGORITHM, assign_splits, write_splits

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from ftci.config.models import KNOWN_METRICS, TaskConfig, TaskType
+from ftci.config.schema import KNOWN_METRICS, TaskConfig, TaskType
 from ftci.errors import BadInputError, MissingExtraError
 from ftci.evals import metrics
 from ftci.evals.metrics import (

@@ -152,9 +152,9 @@ def test_json_output_is_one_document_on_stdout(repo: Path, tiny_llama_dir: Path)
 
 
 def test_report_directories_never_collide(tmp_path: Path) -> None:
-    from ftci.evals.run import _new_report_dir
+    from ftci.state import new_report_dir
 
-    made = {_new_report_dir(tmp_path) for _ in range(3)}  # within one second
+    made = {new_report_dir(tmp_path) for _ in range(3)}  # within one second
     assert len(made) == 3 and all(path.is_dir() for path in made)
 
 

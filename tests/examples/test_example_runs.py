@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from ftci.cli import main
 from ftci.config import load_config
-from ftci.run import STAGES
+from ftci.pipeline import STAGES
 from ftci.scaffold import WORKFLOW_PATH, render_workflow
 from tests.conftest import REPO_ROOT
 from tests.helpers.tiny_model import shared_dir

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from ftci.cli import main
 from ftci.errors import BadInputError
-from ftci.run import STAGES, run_pipeline, select_stages
+from ftci.pipeline import STAGES, run_pipeline, select_stages
 from tests.ci.test_plan import commit
 from tests.helpers.git import git
 from tests.run.repo import make_run_repo

@@ -2,7 +2,7 @@
 
 The recipe is substituted in these tests to test orchestration only (key, cache, run
 directory, manifest, launcher): `AdapterRecipe` writes an adapter file where the real recipe
-would save one, so the runs are built by `ftci.train.run.train` itself, not hand-made. Training
+would save one, so the runs are built by `ftci.train.launch.train` itself, not hand-made. Training
 for real is the recipe's own tests' job.
 """
 
@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from ftci.cli import main
 from ftci.errors import BadInputError
 from ftci.train.cache import find_cached, latest_run, run_dir_for
-from ftci.train.run import accelerate_command, train
+from ftci.train.launch import accelerate_command, train
 from tests.conftest import REPO_ROOT
 from tests.train.test_runkey import make_repo
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ftci.cli import main
 from ftci.config import load_config
-from ftci.config.models import FtciConfig
+from ftci.config.schema import FtciConfig
 from ftci.errors import BadInputError, ConfigError
 from ftci.train.guardrails import (
     TrainPlan,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ftci.config.models import FtciConfig
+from ftci.config.schema import FtciConfig
 from ftci.errors import EXIT_INTERRUPTED
 from ftci.train.callbacks import COMPLETE_MARKER
 from ftci.train.recipe import TrainingInterrupted, run_training

@@ -62,7 +62,7 @@ def test_starter_learns_banking_intents(tmp_path: Path, real_ftci_home: Path) ->
     from ftci.config import load_config
     from ftci.data.records import Record
     from ftci.train.callbacks import LabelAccuracy
-    from ftci.train.run import train
+    from ftci.train.launch import train
 
     config_path = banking_repo(tmp_path / "repo", starter_dir(real_ftci_home))
     outcome = train(config_path, ())

@@ -22,7 +22,7 @@ from ftci.evals.metrics.text import banned_phrases, chrf, exact_match, length_ok
 from ftci.evals.types import MetricKind, MetricResult
 
 if TYPE_CHECKING:
-    from ftci.config.models import TaskConfig
+    from ftci.config.schema import TaskConfig
 
 # -- registry -----------------------------------------------------------------------------------
 

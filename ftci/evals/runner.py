@@ -13,12 +13,12 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ftci.config.paths import config_path
 from ftci.errors import BadInputError
+from ftci.state import new_report_dir
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -85,7 +85,7 @@ def run_eval(config_path: str | Path | None, overrides: Sequence[str] = (), *,
         raise BadInputError("nothing to evaluate: no eval suites and no eval.gates",
                             hint="add gates under eval.gates in ftci.yaml, or suites "
                                  "(eval.suites, e.g. builtin:classification)")
-    out = report_dir or _new_report_dir(root / ".ftci" / "reports")
+    out = report_dir or new_report_dir(root)
     out.mkdir(parents=True, exist_ok=True)
     results_path, junit_path = out / "results.json", out / "junit.xml"
     args = [str(p) for p in paths]
@@ -190,20 +190,6 @@ def _junit_names(nodeid: str) -> tuple[str, str]:
     names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
     names[-1] += bracket + params
     return ".".join(names[:-1]), names[-1]
-
-
-def _new_report_dir(reports: Path) -> Path:
-    """`.ftci/reports/<UTC time>/`, made unique (two evals can start in the same second)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    reports.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", *(f"-{n}" for n in range(2, 1000))):
-        candidate = reports / f"{stamp}{suffix}"
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise FileExistsError(f"no free report directory under {reports}")
 
 
 def _exit_code(pytest_code: int, results: dict[str, Any] | None) -> int:

@@ -20,12 +20,12 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftci.errors import EXIT_GATE_FAILED, EXIT_OK, BadInputError, FtciError
 from ftci.io import atomic_write_text
+from ftci.state import new_report_dir
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
@@ -106,10 +106,8 @@ def run_pipeline(config_path: str | Path | None, overrides: Sequence[str] = (), 
 
     selected = select_stages(start, until)
     loaded = load_config(config_path, tuple(overrides), lint=False)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    pipeline = Pipeline(loaded, tuple(overrides),
-                        report_dir or loaded.root / ".ftci" / "reports" / stamp, model, force,
-                        selected)
+    pipeline = Pipeline(loaded, tuple(overrides), report_dir or new_report_dir(loaded.root), model,
+                        force, selected)
     exit_code = EXIT_OK
     results: list[StageResult] = []
     for name in selected:
@@ -200,7 +198,7 @@ def split_stage(pipeline: Pipeline) -> StageResult:
 
 
 def train_stage(pipeline: Pipeline) -> StageResult:
-    from ftci.train.run import execute_training, prepare_training
+    from ftci.train.launch import execute_training, prepare_training
 
     prepared = prepare_training(pipeline.loaded.path, pipeline.overrides, force=pipeline.force)
     outcome = execute_training(prepared)
@@ -217,7 +215,7 @@ def train_stage(pipeline: Pipeline) -> StageResult:
 
 
 def eval_stage(pipeline: Pipeline) -> StageResult:
-    from ftci.evals.run import run_eval, summary_lines
+    from ftci.evals.runner import run_eval, summary_lines
     from ftci.train.cache import latest_run
 
     model = pipeline.model

@@ -45,7 +45,7 @@ from ftci.train.runkey import RunInputs, compute_run_inputs
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
-    from ftci.config.models import FtciConfig
+    from ftci.config.schema import FtciConfig
 
 RECIPE_MODULE = "ftci.train.recipe"
 LAUNCHERS = ("accelerate",)
