@@ -101,22 +101,9 @@ def command_words(command: str, groups: Sequence[str]) -> list[str]:
 
 def _cli_shape(words: Sequence[str]) -> tuple[list[str], set[str]]:
     """Command groups of the installed ftci, and the options of the command `words` names."""
-    import click
+    from ftci.cli.shape import command_shape  # the CLI owns click; loaded only when run
 
-    from ftci.cli import main
-
-    groups = [name for name, cmd in main.commands.items() if isinstance(cmd, click.Group)]
-    command: click.Command | None = main
-    for word in words:
-        if not isinstance(command, click.Group):
-            break
-        command = command.commands.get(word)
-    options: set[str] = set()
-    if command is not None and command is not main:
-        for param in command.params:
-            if isinstance(param, click.Option):
-                options.update(param.opts + param.secondary_opts)
-    return groups, options
+    return command_shape(words)
 
 
 def _given(args: Sequence[str], *names: str) -> bool:
