@@ -121,12 +121,21 @@ class InfraError(FtciError):
     exit_code = EXIT_INFRA
 
 
-class MissingExtraError(InfraError):
-    """An optional dependency is not installed; says which extra brings it."""
+class MissingExtraError(BadInputError):
+    """An optional dependency is not installed; says which extra brings it. Exit 2: the
+    install, which the user chose, lacks what the command needs (ftci/extras.py)."""
 
-    def __init__(self, module: str, extra: str) -> None:
+    def __init__(self, module: str, extra: str, *, command: str | None = None) -> None:
+        self.module = module
+        self.extra = extra
+        who = f"`{command}`" if command else "this"
+        names = ", ".join(f"`{name.strip()}`" for name in module.split(","))
+        what = (f"the Python packages {names}, which are not installed; the `{extra}` extra "
+                "brings them" if "," in module else
+                f"the Python package {names}, which is not installed; the `{extra}` extra "
+                "brings it")
         super().__init__(
-            f"this needs the Python package `{module}`, which is not installed",
+            f"{who} needs {what}",
             hint=f"pip install 'ftci[{extra}]'",
         )
 
