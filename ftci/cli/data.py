@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
+from ftci.state import display, splits_dir
 
 if TYPE_CHECKING:
     from ftci.data.diff import DiffSide
@@ -55,7 +56,7 @@ def check_command(ctx: click.Context, config_path: Path | None, overrides: tuple
 @config_path_option
 @config_options
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Where to write the splits (default: .ftci/splits beside ftci.yaml).")
+              help=f"Where to write the splits (default: {display('splits')} beside ftci.yaml).")
 @click.pass_context
 def split_command(ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...],
                   out_dir: Path | None) -> None:
@@ -64,7 +65,7 @@ def split_command(ctx: click.Context, config_path: Path | None, overrides: tuple
     from ftci.data.split import split_sources
 
     loaded = load_config(config_path, overrides, lint=False)
-    target = out_dir or loaded.root / ".ftci" / "splits"
+    target = out_dir or splits_dir(loaded.root)
     manifest = split_sources(loaded.config, loaded.root, target)
     summary = manifest.to_dict()
     if wants_json(ctx):

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
+from ftci.state import display
 
 
 @click.command("eval", context_settings={"ignore_unknown_options": False})
@@ -23,7 +24,8 @@ from ftci.cli.base import config_options, config_path_option, emit_json, wants_j
               help="Evaluate only the first N items of each split (a quick smoke run).")
 @click.option("--no-cache", is_flag=True, help="Ignore the eval output cache.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=None,
-              help="Where results.json and junit.xml go (default: .ftci/reports/<time>/).")
+              help="Where results.json and junit.xml go (default: "
+                   f"{display('reports/<time>/')}).")
 @click.option("--plan", "plan_only", is_flag=True,
               help="Only print each gate's n and the smallest drop it detects (80% power), "
                    "with warnings; load no model.")
@@ -38,8 +40,6 @@ def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
     extraction, formatting, style, forgetting). Every comparison with the baseline is paired on
     the same items; see the README's "Eval gates" section for the statistics.
     """
-    from ftci.evals.runner import run_eval, summary_lines
-
     as_json = wants_json(ctx)
     if plan_only:
         from ftci.config import load_config
@@ -52,6 +52,11 @@ def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
             for line in plan_lines(rows) or ["no eval.gates to plan"]:
                 click.echo(line)
         return
+    from ftci.extras import require_extra
+
+    require_extra("eval", command="ftci eval")  # --plan above loads no model: a lean install
+    from ftci.evals.runner import run_eval, summary_lines
+
     # With --json, stdout carries only the JSON document; pytest's progress goes to stderr.
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         outcome = run_eval(config_path, overrides, model=model, baseline=baseline,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ftci.cli.base import emit_json, wants_json
+from ftci.state import display
 from ftci.tasks import TASK_TYPES
 
 
@@ -37,7 +38,7 @@ def init_command(ctx: click.Context, directory: Path, task: str, name: str | Non
     for path in result.written:
         click.echo(f"  wrote {path}")
     if result.gitignore_updated:
-        click.echo(f"  added .ftci/ to {directory / '.gitignore'}")
+        click.echo(f"  added {display('')} to {directory / '.gitignore'}")
     click.secho(f"initialised a {task} project in {directory}", fg="green")
     click.echo(f"next: put training data in {directory / 'data'}/, then "
                f"`ftci config validate {directory / 'ftci.yaml'}`")

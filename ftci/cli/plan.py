@@ -30,9 +30,9 @@ def plan_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
 
     Data, ftci.yaml, the chat template or the output schema changed: all three. Only eval
     suites changed: eval against the existing candidate. Anything else: nothing. Also reports
-    the run key and whether .ftci/runs/<key> already holds a complete run (a cache hit). With
-    $GITHUB_OUTPUT set, appends data=, train=, eval=, run-key=, cache-hit=, changed-files= and
-    trusted= lines to it.
+    the run key and whether the state directory's runs/<key> holds a complete run (a cache
+    hit). With $GITHUB_OUTPUT set, appends data=, train=, eval=, run-key=, cache-hit=,
+    changed-files= and trusted= lines to it.
     """
     from ftci.ci.plan import append_github_output, make_plan
 

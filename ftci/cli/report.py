@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ftci.cli.base import emit_json, wants_json
+from ftci.state import display
 
 if TYPE_CHECKING:
     from ftci.report.github import CommentResult
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 @click.command("report")
 @click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="ftci.yaml or its directory: the repository whose .ftci/ is read "
+              help=f"ftci.yaml or its directory: the repository whose {display('')} is read "
                    "(default: the current directory).")
 @click.option("--data-check", "data_check", type=click.Path(path_type=Path), default=None,
               metavar="PATH", help="The output of `ftci --json data check` (it keeps no file).")
@@ -27,10 +28,10 @@ if TYPE_CHECKING:
                    "(which knows cache hits). Default: the latest complete run.")
 @click.option("--eval", "eval_path", type=click.Path(path_type=Path), default=None,
               metavar="PATH", help="results.json or its directory "
-                                   "(default: the newest .ftci/reports/*/results.json).")
+                                   f"(default: the newest {display('reports/*/results.json')}).")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Where report.md and report.html go (default: the eval run's directory, "
-                   "else .ftci/reports/<time>/).")
+                   f"else {display('reports/<time>/')}).")
 @click.option("--step-summary", is_flag=True, help="Append the Markdown to $GITHUB_STEP_SUMMARY.")
 @click.option("--annotations", is_flag=True,
               help="Print GitHub workflow commands for data findings and failed gates.")

@@ -38,10 +38,15 @@ def run_command(ctx: click.Context, config_path: Path | None, overrides: tuple[s
 
     Stops at the first failing stage with its exit code (data check or eval gate: 1, bad input:
     2); the report stage still runs, as the workflow's report job does. Training and eval reuse
-    cached results when their inputs are unchanged. Everything goes to .ftci/reports/<time>/.
+    cached results when their inputs are unchanged. Everything goes to the state
+    directory's reports/<time>/.
     """
-    from ftci.pipeline import run_pipeline
+    from ftci.extras import require_extra
+    from ftci.pipeline import run_pipeline, select_stages
 
+    selected = select_stages(start, until)
+    if "train" in selected or "eval" in selected:  # plan..split run on a lean install
+        require_extra("eval" if "eval" in selected else "train", command="ftci run")
     as_json = wants_json(ctx)
     # Training and pytest print progress; under --json it goes to stderr so stdout stays JSON.
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()

@@ -35,8 +35,11 @@ def train_command(ctx: click.Context, config_path: Path | None, overrides: tuple
 
     The run key hashes the data splits, the training config (task, train, data.split), the base
     model's files, the chat template, library versions, device and seed; eval gates are not
-    inputs. Runs live in .ftci/runs/<key>/ (adapter/, manifest.json).
+    inputs. Runs live in the state directory's runs/<key>/ (adapter/, manifest.json).
     """
+    from ftci.extras import require_extra
+
+    require_extra("train", command="ftci train")
     from ftci.train.launch import execute_training, prepare_training, run_in_process
 
     if in_process:  # one process of `accelerate launch`, started by `ftci train --launcher`
