@@ -113,12 +113,17 @@ def run_checks(config: FtciConfig, root: Path, *, use_tokenizer: bool = True,
 
     notes: list[str] = []
     tokenizer = None
+    unavailable = "not available locally"
     if use_tokenizer:
         from ftci.data.tokenizer import load_base_tokenizer
+        from ftci.errors import MissingExtraError
 
-        tokenizer = load_base_tokenizer(config, root)
+        try:
+            tokenizer = load_base_tokenizer(config, root)
+        except MissingExtraError as exc:  # a lean install (the CPU data job): estimate instead
+            unavailable = f"not loaded without transformers ({exc.hint})"
     if tokenizer is None:
-        notes.append(f"base tokenizer for {config.base_model} not available locally: token "
+        notes.append(f"base tokenizer for {config.base_model} {unavailable}: token "
                      "counts are estimated and the chat-template rule is skipped")
     context = CheckContext(records=records, config=config, root=root, splits=splits,
                            tokenizer=tokenizer, near_duplicate_clusters=clusters)

@@ -45,7 +45,8 @@ def load_base_tokenizer(config: FtciConfig, root: Path) -> Any | None:
     """The base model's tokenizer from its local directory, or None when it is not here.
 
     Never downloads: a starter that is not pulled, a Hub id or a missing path gives None (the
-    checks that need it say they were skipped or estimated). `train.chat_template`, when set,
+    checks that need it say they were skipped or estimated). A model that is here without
+    transformers installed raises MissingExtraError. `train.chat_template`, when set,
     replaces the tokenizer's own template, as in training and serving.
     """
     from ftci.models.starter import resolve_base_model
@@ -55,6 +56,9 @@ def load_base_tokenizer(config: FtciConfig, root: Path) -> Any | None:
     except BadInputError:
         return None
     template = chat_template_override(config, root)
+    from ftci.extras import require
+
+    require("transformers", extra="train")  # a lean install: the caller notes what it skips
     from transformers import AutoTokenizer  # heavy: only when a model is really there
 
     try:
