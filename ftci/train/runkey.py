@@ -1,6 +1,7 @@
 """The run key: a hash of everything that determines a training run ("Content-addressed").
 
-Same key, same adapter: `ftci train` reuses `.ftci/runs/<key>/`. The inputs, and why:
+Same key, same adapter: `ftci train` reuses `runs/<key>/` in the state directory. The inputs,
+and why:
 
 - `config`: the resolved config sections that determine training, `task` (type, labels, system
   prompt), `train` (every hyper-parameter, seed included) and `data.split` (ratios). NOT `eval`,
@@ -9,9 +10,10 @@ Same key, same adapter: `ftci train` reuses `.ftci/runs/<key>/`. The inputs, and
   below, not as spelled (a local model moved to another path is the same model).
 - `data`: the sha256 of the train and val split files (what training reads). The test split is
   recorded in the run manifest but not keyed: adding a test example does not retrain. The splits
-  are kept current here: when `.ftci/splits/manifest.json` is missing, or the data files or the
-  data config changed since it was written (a stamp in `.ftci/cache/split-inputs.json`), the
-  split is (re)written exactly as `ftci data split` does, and a note says so.
+  are kept current here: when the split manifest (`splits/manifest.json` in the state
+  directory) is missing, or the data files or the data config changed since it was written (a
+  stamp in the state directory's `cache/split-inputs.json`), the split is (re)written exactly as
+  `ftci data split` does, and a note says so.
 - `base_model`: a starter by name and the sha256 of every file its `ftci-model.json` lists; a
   local directory by the sha256 of its config, tokenizer and safetensors files; a Hub id by id
   and revision. `tokenizer`: the digest of the tokenizer files alone (template included).
@@ -24,13 +26,11 @@ Same key, same adapter: `ftci train` reuses `.ftci/runs/<key>/`. The inputs, and
 Timings, paths and dates are not inputs. File hashes are cached per (path, inode, size, mtime,
 ctime) in `$FTCI_HOME/cache/digests.json`, so a 5 GB model is hashed once, not on every run. In
 GitHub Actions the splits are rewritten once per job whatever their stamp says: files in a
-checkout's `.ftci/` are never trusted (ftci/state.py).
+checkout's state directory are never trusted (ftci/state.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import shutil
@@ -40,10 +40,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftci import __version__
+from ftci.digests import DigestCache, canonical_json, sha256_text
 from ftci.io import atomic_write_text
 from ftci.models.catalog import STARTER_PREFIX
 from ftci.models.manifest import MANIFEST_NAME, read_manifest
-from ftci.train.cache import DigestCache, read_json
+from ftci.state import cache_dir, split_path, splits_dir
+from ftci.train.cache import read_json
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 KEY_FORMAT = 1
 CI_SPLIT_MARK = "FTCI_CI_SPLIT"  # set once this CI job has re-split (see current_splits)
 KEY_LENGTH = 16
+SPLIT_STAMP = "split-inputs.json"  # in the cache directory: what the splits were made from
 VERSIONED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
 TOKENIZER_FILES = frozenset({
     "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
@@ -108,14 +111,6 @@ class RunInputs:
         }
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def compute_run_inputs(loaded: LoadedConfig, root: Path, *, num_processes: int = 1) -> RunInputs:
     """Hash every input of the run `loaded` describes (see the module docstring)."""
     from ftci.data.tokenizer import chat_template_override
@@ -155,40 +150,40 @@ def current_splits(loaded: LoadedConfig, root: Path, digests: DigestCache,
     """The sha256 of each split file, re-splitting first when the splits are missing or stale."""
     from ftci.data.split import ALGORITHM
 
-    splits_dir = root / ".ftci" / "splits"
-    stamp_path = root / ".ftci" / "cache" / "split-inputs.json"
+    splits = splits_dir(root)
+    stamp_path = cache_dir(root) / SPLIT_STAMP
     data = loaded.config.data
     sources = {str(path.relative_to(root) if path.is_relative_to(root) else path): digests.get(path)
                for path in _data_files(data.sources, root)}
     stamp = sha256_text(canonical_json({"algorithm": ALGORITHM, "ftci": __version__,
                                         "data": data.model_dump(mode="json"),
                                         "sources": sources}))
-    manifest = read_json(splits_dir / "manifest.json")
+    manifest = read_json(splits / "manifest.json")
     recorded = read_json(stamp_path) or {}
     recorded_sha = (manifest or {}).get("sha256")
     # CI re-splits once per job (this process and the ranks it launches share the mark): the
     # splits in a checkout are untrusted (ftci/state.py).
     in_ci = os.environ.get("GITHUB_ACTIONS") == "true" and \
-        os.environ.get(CI_SPLIT_MARK) != f"{splits_dir.resolve()}:{stamp}"
+        os.environ.get(CI_SPLIT_MARK) != f"{splits.resolve()}:{stamp}"
     fresh = (not in_ci and isinstance(recorded_sha, dict)
              and set(recorded_sha) == {"train", "val", "test"}
              and recorded.get("stamp") == stamp
-             and recorded.get("manifest") == digests.get(splits_dir / "manifest.json")
-             and all(_split_intact(splits_dir, split, str(sha), digests)
+             and recorded.get("manifest") == digests.get(splits / "manifest.json")
+             and all(_split_intact(root, split, str(sha), digests)
                      for split, sha in recorded_sha.items()))
     if not fresh:
         reason = ("CI always re-splits" if in_ci and manifest is not None
                   else "no splits yet" if manifest is None
                   else "splits not yet checked by `ftci train`" if not recorded
                   else "the data or data config changed since the last split")
-        counts = write_current_splits(loaded, root, splits_dir)
-        notes.append(f"{reason}: wrote {splits_dir.relative_to(root)} ("
+        counts = write_current_splits(loaded, root, splits)
+        notes.append(f"{reason}: wrote {splits.relative_to(root)} ("
                      + ", ".join(f"{name} {count:,}" for name, count in counts.items()) + ")")
-        manifest = read_json(splits_dir / "manifest.json") or {}
+        manifest = read_json(splits / "manifest.json") or {}
         if os.environ.get("GITHUB_ACTIONS") == "true":
-            os.environ[CI_SPLIT_MARK] = f"{splits_dir.resolve()}:{stamp}"
+            os.environ[CI_SPLIT_MARK] = f"{splits.resolve()}:{stamp}"
         atomic_write_text(stamp_path, canonical_json(
-            {"stamp": stamp, "manifest": digests.get(splits_dir / "manifest.json")}) + "\n")
+            {"stamp": stamp, "manifest": digests.get(splits / "manifest.json")}) + "\n")
     return {split: str(sha) for split, sha in (manifest or {}).get("sha256", {}).items()}
 
 
@@ -199,8 +194,8 @@ def write_current_splits(loaded: LoadedConfig, root: Path, out_dir: Path) -> dic
     return split_sources(loaded.config, root, out_dir).counts
 
 
-def _split_intact(splits_dir: Path, split: str, sha256: str, digests: DigestCache) -> bool:
-    path = splits_dir / f"{split}.jsonl"
+def _split_intact(root: Path, split: str, sha256: str, digests: DigestCache) -> bool:
+    path = split_path(root, split)
     return path.is_file() and digests.get(path) == sha256
 
 

@@ -33,6 +33,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ftci.digests import DigestCache, sha256_json, sha256_text
+
 SKIPPED_FOLDERS = frozenset({"__pycache__"})
 # the modules whose source decides each local backend's numbers
 SCORING_MODULES = {
@@ -63,8 +65,6 @@ def model_files(folder: Path) -> Iterator[Path]:
 
 def model_files_digest(model_dir: Path, adapter_dir: Path | None = None) -> str:
     """sha256 over the relative path and sha256 of every file of the model and its adapter."""
-    from ftci.train.cache import DigestCache
-
     digests = DigestCache.load()
     files: dict[str, str] = {}
     for prefix, folder in (("model", model_dir), ("adapter", adapter_dir)):
@@ -73,7 +73,7 @@ def model_files_digest(model_dir: Path, adapter_dir: Path | None = None) -> str:
         for path in model_files(folder):
             files[f"{prefix}/{path.relative_to(folder).as_posix()}"] = digests.get(path)
     digests.save()
-    return _sha256_json(files)
+    return sha256_json(files, default=str)
 
 
 def runtime(backend: str, packages: tuple[str, ...], **settings: Any) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def runtime(backend: str, packages: tuple[str, ...], **settings: Any) -> dict[st
 
 
 def model_identity(files_digest: str, runtime_inputs: dict[str, Any]) -> str:
-    return _sha256_json({"files": files_digest, "runtime": runtime_inputs})
+    return sha256_json({"files": files_digest, "runtime": runtime_inputs}, default=str)
 
 
 def package_version(*names: str) -> str | None:
@@ -145,9 +145,4 @@ def own_chat_template(tokenizer_dir: Path) -> str | None:
 
 
 def text_sha256(text: str | None) -> str | None:
-    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _sha256_json(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False, default=str).encode("utf-8")).hexdigest()
+    return None if text is None else sha256_text(text)
