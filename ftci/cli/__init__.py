@@ -16,6 +16,7 @@ from ftci.cli.models import models_group
 from ftci.cli.plan import plan_command
 from ftci.cli.report import report_command
 from ftci.cli.run import run_command
+from ftci.cli.schema import schema_command
 from ftci.cli.train import train_command
 
 EPILOG = (
@@ -52,4 +53,5 @@ main.add_command(models_group)
 main.add_command(plan_command)
 main.add_command(report_command)
 main.add_command(run_command)
+main.add_command(schema_command)
 main.add_command(train_command)
