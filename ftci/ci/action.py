@@ -3,11 +3,13 @@
 `action.yml` stays a shim: its inputs reach this module only through environment variables
 (never pasted into shell text), and everything with a branch in it lives here.
 
-- `install`: install ftci into the Python that actions/setup-python put on PATH. Runners
-  without CUDA (no `nvidia-smi`) get the CPU build of torch first, because a plain `torch` pulls
-  several GB of CUDA libraries. `FTCI_VERSION` empty installs the action's own checkout
-  (`$GITHUB_ACTION_PATH`), a version number installs `ftci[eval]==VERSION` from the index,
-  anything else is passed to pip as a requirement (e.g. `git+https://...`).
+- `install`: install ftci into the Python that actions/setup-python put on PATH, with only
+  the extra `FTCI_COMMAND` needs (COMMAND_EXTRAS: train, eval; data, plan and report run on the
+  lean core, no torch). When torch is needed, runners without CUDA (no `nvidia-smi`) get the
+  CPU build first, because a plain `torch` pulls several GB of CUDA libraries. `FTCI_VERSION`
+  empty installs the action's own checkout (`$GITHUB_ACTION_PATH[EXTRA]`), a version number
+  installs `ftci[EXTRA]==VERSION` from the index, anything else is passed to pip as a
+  requirement (e.g. `git+https://...`; its extras are the caller's choice).
 - `run`: `FTCI_COMMAND` (`data-check`, `train`, `eval`, `report`, `data diff`, ...) becomes
   `ftci --json <words> [-c CONFIG] [--markdown|--step-summary] [--comment] [stage files]
   ARGS...`; each option is added only when the command has it and ARGS do not already set it.
@@ -36,7 +38,9 @@ from typing import Any
 
 TORCH_SPEC = "torch==2.13.0"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-EXTRAS = "eval"
+# The extra a command installs, by its words; any other command (data, plan, report, config,
+# init, models list) runs on the lean `pip install ftci`. `ftci run` reaches eval.
+COMMAND_EXTRAS = {"train": "train", "eval": "eval", "run": "eval", "models pull": "train"}
 _VERSION = re.compile(r"^v?\d[0-9A-Za-z.+!-]*$")
 _JSON_START = re.compile(r"^[{\[]", re.MULTILINE)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a run key or report directory name
@@ -47,15 +51,25 @@ STAGE_FILES = {"--data-check": "data-check", "--data-diff": "data-diff", "--run"
 
 
 # ---------------------------------------------------------------------------------- install
-def ftci_requirement(version: str, action_path: str) -> str:
-    """What pip installs for the `ftci-version` input."""
+def command_extra(command: str) -> str | None:
+    """The extra `FTCI_COMMAND` needs, or None for the lean core. ftci is not installed yet, so
+    `data-check` is split at its first hyphen as `command_words` would split it."""
+    words = (command.strip() or "data-check").split()
+    if len(words) == 1 and "-" in words[0]:
+        words = words[0].split("-", 1)
+    return COMMAND_EXTRAS.get(" ".join(words[:2])) or COMMAND_EXTRAS.get(words[0])
+
+
+def ftci_requirement(version: str, action_path: str, extra: str | None = None) -> str:
+    """What pip installs for the `ftci-version` input, with `extra` (None: the lean core)."""
+    extras = f"[{extra}]" if extra else ""
     version = version.strip()
     if not version:
         if not action_path:
             raise SystemExit("ftci action: GITHUB_ACTION_PATH is not set; pass ftci-version")
-        return f"{action_path}[{EXTRAS}]"
+        return f"{action_path}{extras}"
     if _VERSION.match(version):
-        return f"ftci[{EXTRAS}]=={version.removeprefix('v')}"
+        return f"ftci{extras}=={version.removeprefix('v')}"
     return version
 
 
@@ -66,19 +80,22 @@ def install_commands(environ: Mapping[str, str], *, has_cuda: bool) -> list[list
     pip = [sys.executable, "-P", "-m", "pip", "install", "--disable-pip-version-check",
            "--progress-bar", "off"]
     commands = []
-    if not has_cuda:
+    extra = command_extra(environ.get("FTCI_COMMAND", ""))
+    if extra is not None and not has_cuda:  # the lean core has no torch to pick a build of
         torch_spec = environ.get("FTCI_TORCH_SPEC") or TORCH_SPEC
         index = environ.get("FTCI_TORCH_INDEX_URL") or TORCH_CPU_INDEX
         commands.append([*pip, torch_spec, "--index-url", index])
     commands.append([*pip, ftci_requirement(environ.get("FTCI_VERSION", ""),
-                                            environ.get("GITHUB_ACTION_PATH", ""))])
+                                            environ.get("GITHUB_ACTION_PATH", ""), extra)])
     return commands
 
 
 def install(environ: Mapping[str, str] = os.environ) -> int:
     has_cuda = shutil.which("nvidia-smi") is not None
-    print(f"ftci action: {'CUDA runner' if has_cuda else 'no CUDA: CPU torch first'}",
-          flush=True)
+    extra = command_extra(environ.get("FTCI_COMMAND", ""))
+    torch = "CUDA runner" if has_cuda else "no CUDA: CPU torch first"
+    print(f"ftci action: ftci[{extra}], {torch}" if extra else
+          "ftci action: the lean core (no model libraries)", flush=True)
     for command in install_commands(environ, has_cuda=has_cuda):
         print("+ " + shlex.join(command), flush=True)
         code = subprocess.call(command)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ftci.ci import action
 
@@ -133,22 +134,46 @@ def test_comment_without_a_comment_option_warns(capsys: pytest.CaptureFixture[st
     assert "::warning" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("version", "requirement"), [
-    ("", "/act[eval]"), ("0.2.0", "ftci[eval]==0.2.0"), ("v0.2.0", "ftci[eval]==0.2.0"),
-    ("git+https://example.org/ftci@abc", "git+https://example.org/ftci@abc"),
+@pytest.mark.parametrize(("version", "extra", "requirement"), [
+    ("", "eval", "/act[eval]"), ("0.2.0", "eval", "ftci[eval]==0.2.0"),
+    ("v0.2.0", "train", "ftci[train]==0.2.0"), ("", None, "/act"), ("0.2.0", None, "ftci==0.2.0"),
+    ("git+https://example.org/ftci@abc", "eval", "git+https://example.org/ftci@abc"),
 ])
-def test_install_requirement(version: str, requirement: str) -> None:
-    assert action.ftci_requirement(version, "/act") == requirement
+def test_install_requirement(version: str, extra: str | None, requirement: str) -> None:
+    assert action.ftci_requirement(version, "/act", extra) == requirement
+
+
+@pytest.mark.parametrize(("command", "extra"), [
+    ("", None), ("data-check", None), ("data diff", None), ("plan", None), ("report", None),
+    ("config validate", None), ("models list", None), ("train", "train"),
+    ("models-pull", "train"), ("eval", "eval"), ("run", "eval"),
+])
+def test_each_command_installs_only_its_extra(command: str, extra: str | None) -> None:
+    assert action.command_extra(command) == extra
 
 
 def test_cpu_runners_get_cpu_torch_first() -> None:
-    env = {"GITHUB_ACTION_PATH": "/act"}
+    env = {"GITHUB_ACTION_PATH": "/act", "FTCI_COMMAND": "eval"}
     cpu = action.install_commands(env, has_cuda=False)
     assert len(cpu) == 2
     assert cpu[0][-3:] == ["torch==2.13.0", "--index-url", "https://download.pytorch.org/whl/cpu"]
     assert cpu[1][-1] == "/act[eval]"
     gpu = action.install_commands(env, has_cuda=True)
     assert len(gpu) == 1 and gpu[0][-1] == "/act[eval]"
+
+
+def test_the_data_job_installs_the_lean_core_without_torch() -> None:
+    for command in ("data-check", "plan", "data-diff", "report"):
+        env = {"GITHUB_ACTION_PATH": "/act", "FTCI_COMMAND": command}
+        commands = action.install_commands(env, has_cuda=False)
+        assert [cmd[-1] for cmd in commands] == ["/act"]
+        assert not any("torch" in arg for cmd in commands for arg in cmd)
+
+
+def test_action_yml_hands_the_command_to_the_install_step() -> None:
+    steps = yaml.safe_load((REPO_ROOT / "action.yml").read_text())["runs"]["steps"]
+    install = next(step for step in steps if step.get("name") == "Install ftci")
+    assert install["env"]["FTCI_COMMAND"] == "${{ inputs.command }}"
 
 
 def test_json_is_found_before_annotation_lines() -> None:
