@@ -109,10 +109,34 @@ class DataError(BadInputError):
     """Training or eval data cannot be read. Exit 2."""
 
 
+class SplitFileError(DataError):
+    """A split file is missing or a line of it is not a canonical record. Exit 2.
+
+    `str()` carries the file and line too: the eval plugin shows `str(exc)`, the CLI `render()`."""
+
+    def __str__(self) -> str:
+        return self.render()
+
+
 class GateFailed(FtciError):
     """A quality gate (data check, eval gate, regression) failed. Exit 1."""
 
     exit_code = EXIT_GATE_FAILED
+
+
+class GateAssertion(GateFailed, AssertionError):
+    """A declarative eval gate's failure inside pytest: an AssertionError, so pytest reports
+    a failed test (not an error); its message is the whole report. Exit 1."""
+
+
+class Interrupted(FtciError):
+    """The user or the system stopped a command (SIGINT, SIGTERM) before it finished. Exit 130."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class TrainingInterrupted(Interrupted):
+    """Training stopped on SIGTERM after writing a checkpoint; the next run resumes. Exit 130."""
 
 
 class InfraError(FtciError):

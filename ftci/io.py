@@ -1,7 +1,9 @@
-"""Atomic file writes: temp file in the same directory, fsync, rename. Nothing half-written."""
+"""Atomic file writes: temp file in the same directory, fsync, rename. Nothing half-written.
+And the matching read of a JSON state file, where unreadable means absent."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -65,3 +67,13 @@ def fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when it is missing, unreadable or not an object
+    (state that ftci rewrites when it cannot trust it)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

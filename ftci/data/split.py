@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,12 +46,17 @@ from typing import TYPE_CHECKING, Any
 from ftci.data.minhash import ALGORITHM as MINHASH_ALGORITHM
 from ftci.data.minhash import clusters_from_edges
 from ftci.data.records import SPLITS, Record
+from ftci.digests import sha256_bytes
+from ftci.errors import SplitFileError
 from ftci.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from ftci.config.schema import FtciConfig, SplitConfig
 
 ALGORITHM = "ftci-split-v1"
+SPLIT_RECORD = ("a JSON object with a string `id`, a `messages` list of {role, content} objects "
+                "with string values, and optionally a string `label` and an object `meta`")
+REWRITE_HINT = "rerun `ftci data split` (or `ftci train`, which splits) to rewrite the splits"
 
 
 def rank_and_point(record_id: str) -> tuple[int, float]:
@@ -163,7 +168,7 @@ def write_splits(records: Sequence[Record], assignment: dict[str, str], out_dir:
     for split in SPLITS:
         blob = "".join(text + "\n" for _, text in sorted(lines[split])).encode("utf-8")
         atomic_write_bytes(target / f"{split}.jsonl", blob)
-        sha256[split] = hashlib.sha256(blob).hexdigest()
+        sha256[split] = sha256_bytes(blob)
     manifest = SplitManifest(
         path=target / "manifest.json",
         algorithm=ALGORITHM,
@@ -204,3 +209,72 @@ def split_sources(config: FtciConfig, root: Path, out_dir: Path) -> SplitManifes
                         hint="run `ftci data check` for the full list")
     _, assignment = cluster_and_assign(result.records, config)
     return write_splits(result.records, assignment, out_dir, config.data.split)
+
+
+# --- reading split files back ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitLine:
+    """One record of a split file: its line number, its size in bytes, the record itself."""
+
+    number: int
+    size: int
+    record: dict[str, Any]
+
+
+def iter_split(path: Path) -> Iterator[SplitLine]:
+    """The records of one split file as `write_splits` wrote them, each checked, blank lines
+    skipped. Training and eval both read through here, so a missing file or a damaged line is
+    the same SplitFileError (exit 2) naming the file and line, whichever command meets it."""
+    if not path.is_file():
+        raise SplitFileError(f"no such split file (the {path.stem} split is missing)",
+                             path=str(path), hint=REWRITE_HINT)
+    with open(path, "rb") as handle:  # bytes: a line that is not UTF-8 is reported by number
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+                raise SplitFileError(f"not JSON ({exc}); expected {SPLIT_RECORD}",
+                                     path=str(path), line=number, hint=REWRITE_HINT) from exc
+            problem = _record_problem(record)
+            if problem:
+                raise SplitFileError(f"not a canonical split record: {problem}; expected "
+                                     f"{SPLIT_RECORD}", path=str(path), line=number,
+                                     hint=REWRITE_HINT)
+            yield SplitLine(number, len(line), record)
+
+
+def read_split(path: Path) -> list[dict[str, Any]]:
+    """Every record of one split file (see `iter_split`)."""
+    return [line.record for line in iter_split(path)]
+
+
+def read_split_records(path: Path) -> list[Record]:
+    """The records of one split file as `Record`s that point back at their file and line."""
+    return [Record(messages=line.record["messages"], id=line.record["id"],
+                   label=line.record.get("label"), target=line.record.get("target"),
+                   meta=line.record.get("meta") or {}, file=str(path), line=line.number)
+            for line in iter_split(path)]
+
+
+def _record_problem(record: Any) -> str | None:
+    """What keeps `record` from being a canonical split record, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if not isinstance(record.get("id"), str) or not record["id"]:
+        return "no string `id`"
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        return "no `messages` list"
+    for index, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            return f"messages[{index}] is not a {{role, content}} object of strings"
+    if record.get("label") is not None and not isinstance(record["label"], str):
+        return "`label` is not a string"
+    if record.get("meta") is not None and not isinstance(record["meta"], dict):
+        return "`meta` is not an object"
+    return None

@@ -1,4 +1,5 @@
-"""Test items from the split files (`.ftci/splits/{test,val}.jsonl`), hashed for pairing.
+"""Test items from the split files (test.jsonl, val.jsonl in the state directory), hashed for
+pairing.
 
 The prompt an item carries is exactly what training rendered before the answer: the record's
 turns up to its last assistant turn, with `task.system_prompt` first unless the record has a
@@ -7,14 +8,13 @@ system turn of its own (`ftci.data.tokenizer.with_system_prompt`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftci.errors import BadInputError
+from ftci.digests import sha256_text
 from ftci.evals.types import Item
 
 
@@ -45,15 +45,19 @@ class Testset:
     @property
     def hash(self) -> str:
         """sha256 of the items (ids, prompts, references): equal hashes, comparable results."""
-        digest = hashlib.sha256()
-        for item in self.items:
-            digest.update(json.dumps([item.id, list(item.messages), item.expected],
-                                     sort_keys=True, ensure_ascii=False).encode("utf-8"))
-            digest.update(b"\n")
-        return digest.hexdigest()
+        return sha256_text("".join(json.dumps([item.id, list(item.messages), item.expected],
+                                              sort_keys=True, ensure_ascii=False) + "\n"
+                                   for item in self.items))
 
     def head(self, count: int) -> Testset:
         return Testset(self.name, self.items[:count], self.labels, self.task_type)
+
+
+def item_digest(item: Item) -> str:
+    """sha256 of one item's material in `Testset.hash` (id, prompt, reference): results.json
+    records it per item, so a later run pairs its items with these one by one."""
+    return sha256_text(json.dumps([item.id, list(item.messages), item.expected], sort_keys=True,
+                                  ensure_ascii=False))
 
 
 def item_from_record(record: dict[str, Any], system_prompt: str | None) -> Item:
@@ -74,22 +78,14 @@ def item_from_record(record: dict[str, Any], system_prompt: str | None) -> Item:
 def load_testset(path: str | Path, *, name: str | None = None, labels: Sequence[str] = (),
                  system_prompt: str | None = None, task_type: str = "chat",
                  limit: int | None = None) -> Testset:
-    """Read a split file; a bad line is a BadInputError naming the file and line."""
+    """Read a split file; a missing file or a bad line is a SplitFileError naming the file and
+    line (`ftci.data.split.iter_split`, which training reads through too)."""
+    from ftci.data.split import iter_split
+
     source = Path(path)
-    if not source.is_file():
-        raise BadInputError(f"{source}: no such split file",
-                            hint="run `ftci data split` (or `ftci train`, which splits) first")
     items: list[Item] = []
-    with open(source, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                items.append(item_from_record(record, system_prompt))
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                raise BadInputError(f"{source}:{number}: not a canonical split record ({exc})",
-                                    hint="regenerate the splits with `ftci data split`") from exc
-            if limit is not None and len(items) >= limit:
-                break
+    for line in iter_split(source):
+        items.append(item_from_record(line.record, system_prompt))
+        if limit is not None and len(items) >= limit:
+            break
     return Testset(name or source.stem, tuple(items), tuple(labels), task_type)

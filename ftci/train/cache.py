@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftci.digests import sha256_file
 from ftci.errors import InfraError
-from ftci.io import atomic_write_text
+from ftci.io import atomic_write_text, read_json
 from ftci.state import STATE_DIR, root_of_run, runs_dir
 
 if TYPE_CHECKING:
@@ -176,11 +176,3 @@ def git_state(root: Path) -> dict[str, Any] | None:
         return None
     status = git("status", "--porcelain", "--", ".", f":(exclude){STATE_DIR}")
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None

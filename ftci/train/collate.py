@@ -17,10 +17,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ftci.data.records import Record
@@ -36,28 +34,6 @@ from ftci.errors import BadInputError, DataError
 Example = dict[str, list[int]]  # input_ids, labels (and position_ids once packed)
 # Tokens that may pad when the tokenizer's own pad is an end-of-turn token, in order of preference.
 PAD_CANDIDATES = ("<|endoftext|>", "<|pad|>", "<pad>", "<unk>", "<|finetune_right_pad_id|>")
-
-
-def read_split(splits_dir: Path, split: str) -> list[Record]:
-    """The canonical records of `<splits_dir>/<split>.jsonl` (as `ftci data split` wrote them)."""
-    path = splits_dir / f"{split}.jsonl"
-    if not path.is_file():
-        raise DataError(f"the {split} split is missing ({path})",
-                        hint="run `ftci data split` first", path=str(path))
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                records.append(Record(messages=data["messages"], id=data.get("id", ""),
-                                      label=data.get("label"), target=data.get("target"),
-                                      meta=data.get("meta") or {}, file=str(path), line=number))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(f"not a canonical record: {exc}", path=str(path), line=number,
-                                hint="rewrite the splits with `ftci data split`") from exc
-    return records
 
 
 def ensure_distinct_pad(tokenizer: Any) -> int:

@@ -211,16 +211,17 @@ def estimate_memory(config: FtciConfig, shape: ModelShape, device: str) -> dict[
 
 
 def estimate_tokens(train_file: Path, max_seq_len: int) -> tuple[int, int]:
-    """(records, tokens) of one epoch, without a tokenizer: ~4 characters per token."""
+    """(records, tokens) of one epoch, without a tokenizer: ~4 bytes of a split line per token;
+    (0, 0) before the first split. Read through `iter_split`, so a damaged line fails here
+    exactly as it would when training reads it."""
+    from ftci.data.split import iter_split
+
+    if not train_file.is_file():
+        return 0, 0
     records = tokens = 0
-    try:
-        with open(train_file, "rb") as handle:
-            for line in handle:
-                if line.strip():
-                    records += 1
-                    tokens += min(max_seq_len, max(1, len(line) // CHARS_PER_TOKEN))
-    except OSError:
-        pass
+    for line in iter_split(train_file):
+        records += 1
+        tokens += min(max_seq_len, max(1, line.size // CHARS_PER_TOKEN))
     return records, tokens
 
 

@@ -3,9 +3,9 @@
 1. Load the config, lint it (`strict`: lints are errors), and hash every input (`runkey`).
 2. A complete run with that key exists: return it (`cached=True`), without importing torch.
 3. Otherwise estimate memory and time and refuse a run that cannot fit (`guardrails`).
-4. Claim `.ftci/runs/<key>/`: `inputs.json` first; a directory that belongs to another key is
-   moved aside to `.ftci/runs/.stale/`, never trained into. `force` drops the old manifest and
-   starts over (no resume).
+4. Claim `runs/<key>/` in the state directory: `inputs.json` first; a directory that belongs to
+   another key is moved aside to `runs/.stale/`, never trained into. `force` drops the old
+   manifest and starts over (no resume).
 5. Train with `ftci.train.recipe.run_training`, here or in `accelerate launch` processes
    (`ftci train --in-process`); rank 0 writes `manifest.json` last, which makes the run complete.
 
@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ftci.child_python import python_argv, safe_environ
 from ftci.ci.trust import require_trusted_event
 from ftci.errors import BadInputError, InfraError, Lint
-from ftci.state import refuse_committed_state
+from ftci.state import refuse_committed_state, splits_dir, stale_runs_dir
 from ftci.train.cache import (
     MANIFEST_NAME,
     CachedRun,
     find_cached,
     inputs_key,
     run_dir_for,
-    runs_dir,
     write_inputs,
     write_manifest,
 )
@@ -137,7 +136,7 @@ def prepare_training(config_path: str | Path | None, overrides: Sequence[str] = 
     lints = config_lints(loaded, strict=strict)
     inputs = compute_run_inputs(loaded, loaded.root, num_processes=num_processes)
     cached = None if force else find_cached(loaded.root, inputs.key)
-    plan = plan_training(loaded.config, inputs.model_dir, loaded.root / ".ftci" / "splits",
+    plan = plan_training(loaded.config, inputs.model_dir, splits_dir(loaded.root),
                          inputs.device, processes=num_processes)
     return PreparedRun(loaded, inputs, plan, lints, cached, force, num_processes,
                        list(inputs.notes))
@@ -174,13 +173,13 @@ def execute_training(prepared: PreparedRun, *, launcher: str | None = None,
 
 
 def claim_run_dir(prepared: PreparedRun) -> None:
-    """Make `.ftci/runs/<key>/` this run's, with `inputs.json` written before anything else."""
+    """Make `runs/<key>/` this run's, with `inputs.json` written before anything else."""
     run_dir = prepared.run_dir
     if run_dir.is_dir() and any(run_dir.iterdir()):
         owner = inputs_key(run_dir)
         if owner != prepared.key:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-            aside = runs_dir(prepared.loaded.root) / ".stale" / f"{run_dir.name}-{stamp}"
+            aside = stale_runs_dir(prepared.loaded.root) / f"{run_dir.name}-{stamp}"
             aside.parent.mkdir(parents=True, exist_ok=True)
             run_dir.rename(aside)
             prepared.notes.append(f"{run_dir} belonged to run key {owner or 'unknown'}: "

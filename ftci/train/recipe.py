@@ -1,8 +1,9 @@
 """The training recipe: `setup` -> `train` -> `save` -> `cleanup`, read top to bottom.
 
-- Data: `.ftci/splits/{train,val}.jsonl`, tokenized by `render_with_mask` (assistant turns and
-  their end-of-turn tokens are the labels), padded with a pad token distinct from eos, or packed
-  without cross-example attention (`collate.py`).
+- Data: the train and val split files in the state directory (`data.split.read_split_records`),
+  tokenized by `render_with_mask` (assistant turns and their end-of-turn tokens are the labels),
+  padded with a pad token distinct from eos, or packed without cross-example attention
+  (`collate.py`).
 - Model: qlora loads the base in 4-bit nf4 (double quant, compute dtype bf16 on GPUs that have
   it, else fp32) and applies `prepare_model_for_kbit_training`; lora keeps the base in full
   precision; both add LoRA (r, alpha, dropout, all linear layers). full trains every weight.
@@ -38,18 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftci.errors import EXIT_INTERRUPTED, BadInputError, DataError, FtciError, InfraError
+from ftci.errors import BadInputError, DataError, InfraError
+from ftci.errors import TrainingInterrupted as TrainingInterrupted  # raised here; exit 130
 
 if TYPE_CHECKING:
     from ftci.config.schema import FtciConfig
 
 PROGRESS_MODES = ("auto", "bar", "plain", "none")
-
-
-class TrainingInterrupted(FtciError):
-    """Training stopped on SIGTERM after writing a checkpoint; the next run resumes. Exit 130."""
-
-    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass
@@ -128,18 +124,21 @@ class QLoRARecipe:
         self.pad_id = ensure_distinct_pad(self.tokenizer)
 
     def _load_data(self) -> None:
-        from ftci.train.collate import pack_examples, read_split, tokenize_records
+        from ftci.data.split import read_split_records
+        from ftci.state import split_path
+        from ftci.train.collate import pack_examples, tokenize_records
 
-        splits = self.root / ".ftci" / "splits"
         train, system_prompt = self.config.train, self.config.task.system_prompt
-        self.val_records = read_split(splits, "val")
+        self.val_records = read_split_records(split_path(self.root, "val"))
         self.train_examples, self.val_examples = (
             tokenize_records(records, self.tokenizer, system_prompt=system_prompt,
                              max_seq_len=train.max_seq_len)
-            for records in (read_split(splits, "train"), self.val_records))
+            for records in (read_split_records(split_path(self.root, "train")),
+                            self.val_records))
         if not self.train_examples:
             raise DataError("no training example has an assistant token to learn",
-                            path=str(splits / "train.jsonl"), hint="run `ftci data check`")
+                            path=str(split_path(self.root, "train")),
+                            hint="run `ftci data check`")
         self.train_set = (pack_examples(self.train_examples, train.max_seq_len)
                           if train.packing else self.train_examples)
 

@@ -41,11 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 from ftci import __version__
 from ftci.digests import DigestCache, canonical_json, sha256_text
-from ftci.io import atomic_write_text
+from ftci.io import atomic_write_text, read_json
 from ftci.models.catalog import STARTER_PREFIX
 from ftci.models.manifest import MANIFEST_NAME, read_manifest
 from ftci.state import cache_dir, split_path, splits_dir
-from ftci.train.cache import read_json
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig

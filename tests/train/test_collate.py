@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 
 from ftci.data.records import Record
+from ftci.data.split import read_split_records
 from ftci.data.tokenizer import IGNORE_INDEX
 from ftci.errors import DataError
 from ftci.train.collate import (
     PaddingCollator,
     ensure_distinct_pad,
     pack_examples,
-    read_split,
     tokenize_records,
 )
+from tests.helpers.skips import skip_or_fail
 
 SYSTEM = "Answer with the category."
 
@@ -81,7 +82,7 @@ def test_pad_is_distinct_from_eos_even_when_the_tokenizer_pads_with_eos(tiny_lla
 def test_starter_tokenizer_gets_endoftext_as_pad(real_ftci_home: Path):
     model_dir = real_ftci_home / "models" / "smollm2-135m-instruct"
     if not (model_dir / "tokenizer.json").is_file():
-        pytest.skip(f"the starter is not pulled into {real_ftci_home} (`make test` pulls it)")
+        skip_or_fail(f"the starter is not pulled into {real_ftci_home} (`make test` pulls it)")
     tokenizer = _tokenizer(model_dir)
     assert tokenizer.pad_token_id == tokenizer.eos_token_id  # the known problem
     pad_id = ensure_distinct_pad(tokenizer)
@@ -150,10 +151,10 @@ def test_read_split_points_at_a_bad_line(tmp_path: Path):
                                     {"role": "assistant", "content": "yo"}], "label": "x"}
     (tmp_path / "train.jsonl").write_text(json.dumps(good) + "\n{\"id\": \"b\"}\n")
     with pytest.raises(DataError) as caught:
-        read_split(tmp_path, "train")
+        read_split_records(tmp_path / "train.jsonl")
     assert caught.value.line == 2
     (tmp_path / "val.jsonl").write_text(json.dumps(good) + "\n\n")
-    [record] = read_split(tmp_path, "val")
+    [record] = read_split_records(tmp_path / "val.jsonl")
     assert record.label == "x" and record.line == 1
     with pytest.raises(DataError, match="missing"):
-        read_split(tmp_path, "test")
+        read_split_records(tmp_path / "test.jsonl")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from ftci.cli import main
 from ftci.config import load_config
 from ftci.config.schema import FtciConfig
-from ftci.errors import BadInputError, ConfigError
+from ftci.errors import BadInputError, ConfigError, SplitFileError
 from ftci.train.guardrails import (
     TrainPlan,
     available_memory,
@@ -23,12 +23,22 @@ from ftci.train.guardrails import (
     plan_training,
     read_model_shape,
 )
-from tests.train.test_runkey import make_repo
+from tests.helpers.skips import skip_not_applicable
+from tests.helpers.train_repo import make_repo
 
 # SmolLM2-135M-Instruct's config.json dimensions (the starter model): 134,515,008 parameters.
 SMOLLM2 = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
            "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
            "tie_word_embeddings": True, "max_position_embeddings": 8192}
+
+
+def split_line(size: int, index: int = 0) -> str:
+    """A canonical split record whose line (newline included) is exactly `size` bytes."""
+    def line(content: str) -> str:
+        return json.dumps({"id": f"r{index}", "messages": [
+            {"role": "user", "content": content}]}) + "\n"
+
+    return line("x" * (size - len(line(""))))
 
 
 def config_with(**train: object) -> FtciConfig:
@@ -98,7 +108,8 @@ def test_estimates_react_to_method_checkpointing_and_device(smollm2_dir: Path) -
 def test_cpu_time_uses_the_measured_throughput(smollm2_dir: Path, tmp_path: Path) -> None:
     splits = tmp_path / "splits"
     splits.mkdir()
-    (splits / "train.jsonl").write_text(("x" * 400 + "\n") * 100)  # 100 records, ~100 tokens
+    (splits / "train.jsonl").write_text("".join(split_line(401, i) for i in range(100)))
+    # 100 records of ~100 tokens
     plan = plan_training(config_with(method="lora", epochs=2), smollm2_dir, splits, "cpu",
                          available=(64 * 1024**3, "test"))
     assert plan.train_records == 100 and plan.tokens_per_epoch == 100 * 100
@@ -109,9 +120,17 @@ def test_cpu_time_uses_the_measured_throughput(smollm2_dir: Path, tmp_path: Path
 
 def test_token_estimate_caps_each_record(tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
-    path.write_text("a" * 4000 + "\n\n" + "b" * 40 + "\n")
-    assert estimate_tokens(path, 128) == (2, 128 + 10)
-    assert estimate_tokens(tmp_path / "missing.jsonl", 128) == (0, 0)
+    path.write_text(split_line(4001) + "\n" + split_line(81))
+    assert estimate_tokens(path, 128) == (2, 128 + 20)
+    assert estimate_tokens(tmp_path / "missing.jsonl", 128) == (0, 0)  # before the first split
+
+
+def test_a_damaged_split_line_is_refused_while_estimating(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_text(split_line(100) + "x" * 400 + "\n")
+    with pytest.raises(SplitFileError) as caught:
+        estimate_tokens(path, 128)
+    assert caught.value.path == str(path) and caught.value.line == 2
 
 
 def test_refusal_names_the_numbers_and_the_remedies() -> None:
@@ -145,7 +164,7 @@ def test_an_absurd_config_exits_2_with_the_numbers(tmp_path: Path,
 def test_cpu_memory_comes_from_the_system() -> None:
     size, source = available_memory("cpu")
     if not Path("/proc/meminfo").exists():
-        pytest.skip("no /proc/meminfo on this system")
+        skip_not_applicable("no /proc/meminfo on this system (not Linux)")
     assert size is not None and size > 0 and source is not None
 
 
