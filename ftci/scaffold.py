@@ -11,10 +11,11 @@ from typing import Any
 
 from ftci.errors import BadInputError
 from ftci.io import atomic_write_text
+from ftci.state import STATE_DIR
 from ftci.tasks import TASK_TYPES
 
 DEFAULT_BASE_MODEL = "starter:smollm2-135m-instruct"
-GITIGNORE_LINE = ".ftci/"
+GITIGNORE_LINE = f"{STATE_DIR}/"
 # Where the reusable workflows and the Action live: the workflow `ftci init` writes calls them.
 FTCI_REPOSITORY = "ftci-dev/ftci"
 WORKFLOW_PATH = ".github/workflows/ftci.yml"
@@ -135,6 +136,7 @@ def init_repository(directory: Path, task: str, *, name: str | None = None,
         "gates_block": spec["gates_block"],
         "task_note": spec["task_note"],
         "example": json.dumps(spec["example"]),
+        "state_dir": STATE_DIR,
     }
     from ftci.config import json_schema
 
@@ -171,9 +173,9 @@ def render_workflow(repository: str = FTCI_REPOSITORY, ref: str | None = None) -
 
 
 def _ensure_gitignored(gitignore: Path) -> bool:
-    """Add `.ftci/` to .gitignore, keeping what is there (merged, never overwritten)."""
+    """Add the state directory to .gitignore, keeping what is there (merged, never overwritten)."""
     current = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
-    if any(line.strip() in (GITIGNORE_LINE, ".ftci") for line in current.splitlines()):
+    if any(line.strip() in (GITIGNORE_LINE, STATE_DIR) for line in current.splitlines()):
         return False
     prefix = current if not current or current.endswith("\n") else current + "\n"
     atomic_write_text(gitignore, prefix + "# ftci state: splits, runs, caches, reports\n"

@@ -6,7 +6,7 @@ branch that moved on does not count as a change). Each changed file is one of:
 - a training input: a file of a data source (`data.sources[].path`: file, directory or glob,
   relative to the config's directory; in a directory only data files count, as the loader reads
   them), the config file itself, `train.chat_template`, `task.output_schema`, or a local
-  `base_model` directory inside the repository, or anything under a `.ftci/` folder (ftci's
+  `base_model` directory inside the repository, or anything under a state directory (ftci's
   state is never taken from the repository: see ftci/state.py). Stages: data, train, eval.
 - an eval input: under an `eval.suites` path (any file: conftest.py and fixtures matter too),
   `eval.forgetting.passages`, or an `eval.forgetting.lm_eval_tasks` YAML path. Stage: eval,

@@ -151,7 +151,8 @@ def run_checks(config: FtciConfig, root: Path, *, use_tokenizer: bool = True,
 
 def _committed_state_findings(root: Path) -> list[Finding]:
     """An error, always (no severity in ftci.yaml can lower it: a pull request controls that
-    file), when git tracks files under `.ftci/`: state there is never read (ftci/state.py)."""
+    file), when git tracks files under the state directory: state there is never read
+    (ftci/state.py)."""
     from ftci.state import COMMITTED_STATE_HINT, committed_state, committed_state_message
 
     tracked = committed_state(root)
