@@ -167,11 +167,6 @@ class Gate(Part):
         """`interval` holds one-sided bounds (results.json since the family-wise gates)."""
         return "bound" in self.model_fields_set
 
-    @property
-    def with_baseline(self) -> bool:
-        """The worst items were paired with the baseline's."""
-        return any(item.baseline_score is not None for item in self.worst)
-
 
 class Family(Part):
     """How the family of gates whose failure needs evidence was settled (Holm)."""

@@ -22,8 +22,8 @@ from ftci.report.escape import (
     workflow_property,
 )
 
-if TYPE_CHECKING:
-    from ftci.data.check import DataReport
+if TYPE_CHECKING:  # a fresh check, or a data-check.json read back (ftci.contracts)
+    from ftci.contracts.data_check import CheckedData as DataReport
 
 EXAMPLES_PER_RULE = 5
 REFS_PER_FINDING = 3

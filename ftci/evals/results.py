@@ -1,12 +1,13 @@
 """results.json: everything one eval run measured, for reports and for later comparison.
 
-{schema, ftci_version, created_at, config, passed, exit_status,
+Its shape is the `EvalResults` contract (ftci/contracts/results.py; `ftci schema results`):
+{schema_version, schema, ftci_version, created_at, config, passed, exit_status,
  candidate / baseline: {spec, description, backend, identity, details},
  eval_sets: {split: {hash, n}},
  gates: [{test, gate, metric, passed, value, n, interval, confidence, threshold, baseline,
           comparison, message, worst, eval_set_hash, family, p_value, p_adjusted,
           hypothesis, bound, strict, items: [{id, score, output, expected,
-          baseline_score?, baseline_output?}]}],
+          baseline_score?, baseline_output?, input, digest}]}],
  tests: {nodeid: passed|failed|error|skipped}, family: {method, alpha, members, failed},
  bad_input: [messages],
  infra_errors: [messages]}
@@ -22,14 +23,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ftci.evals.plugin import EvalSession
-
-SCHEMA_VERSION = 1
-
+    from ftci.evals.session import EvalSession
 
 def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
                   ) -> dict[str, Any]:
+    """The JSON of results.json, validated against the contract it promises."""
     from ftci import __version__
+    from ftci.contracts import EvalResults
     from ftci.redact import redact_value
 
     records = state.records
@@ -41,8 +41,9 @@ def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
                         "backend": ref.backend, "identity": identity, "details": ref.details}
     gates = [record.to_dict() for record in records]
     failed_tests = [node for node, outcome in outcomes.items() if outcome in ("failed", "error")]
-    return _finite(redact_value({
-        "schema": SCHEMA_VERSION,
+    results = _finite(redact_value({
+        "schema_version": EvalResults.VERSION,
+        "schema": 1,  # what readers before schema_version saw
         "ftci_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": str(state._loaded.path) if state._loaded is not None else None,
@@ -58,6 +59,7 @@ def build_results(state: EvalSession, outcomes: dict[str, str], exit_status: int
         "bad_input": list(state.bad_input),
         "infra_errors": list(state.infra_errors),
     }))
+    return EvalResults.from_dict(results, source="results.json").to_dict()
 
 
 def _finite(value: Any) -> Any:

@@ -52,6 +52,7 @@ class MetricResult:
     inputs: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)  # e.g. a per-class report
     eval_set_hash: str | None = None  # Testset.hash of the items scored
+    item_digests: tuple[str, ...] = ()  # testset.item_digest of each item: pairs it across runs
 
     @property
     def n(self) -> int:

@@ -5,9 +5,12 @@ renderers say "not run". Inputs are the files the stages write:
 
 - data check: the JSON of `ftci --json data check` (`ftci data check` keeps no file itself);
 - data diff: the JSON of `ftci --json data diff`;
-- training: `.ftci/runs/<key>/manifest.json` + `metrics.jsonl`, or the JSON of `ftci --json train`
-  (which alone knows whether the run was a cache hit);
-- eval: `.ftci/reports/<time>/results.json` (shape documented in ftci/evals/results.py).
+- training: a run directory's `manifest.json` + `metrics.jsonl`, or the JSON of `ftci --json
+  train` (which alone knows whether the run was a cache hit);
+- eval: a report directory's `results.json`.
+
+Each is read through its contract (ftci/contracts/): a file of another major version, or one
+that is not what it claims to be, is bad input (exit 2) naming the file and what is wrong.
 
 The data check, data diff and eval results are redacted (ftci/redact.py) as they are read: the
 stages redact what they write, but a results.json from an older ftci, or one edited by hand,
@@ -23,90 +26,65 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftci.contracts import DataReport, EvalResults, Gate, RunManifest, TrainOutcome, TrainResult
 from ftci.errors import BadInputError
+from ftci.state import display, reports_dir
 
 MARKER = "<!-- ftci-report -->"
 
 
 @dataclass
-class GateRow:
-    """One gate of results.json, flattened for a table row."""
-
-    test: str
-    gate: str
-    metric: str
-    passed: bool
-    value: float | None
-    interval: tuple[float, float] | None
-    baseline: float | None
-    delta: float | None
-    delta_interval: tuple[float, float] | None
-    p_value: float | None
-    n: int | None
-    message: str
-    confidence: float | None = None  # of `interval`
-    delta_confidence: float | None = None  # of `delta_interval` (two-sided)
-    worst: list[dict[str, Any]] = field(default_factory=list)
-    p_adjusted: float | None = None  # Holm-adjusted within the eval's family
-    hypothesis: str = ""  # what p_value tests
-    family: bool = False
-    bounds: bool = False  # `interval` holds one-sided bounds (results.json since family-wise)
-
-
-@dataclass
 class EvalSection:
     path: Path
-    results: dict[str, Any]
-    gates: list[GateRow]
+    results: EvalResults
 
     @property
-    def failed_gates(self) -> list[GateRow]:
-        return [gate for gate in self.gates if not gate.passed]
+    def gates(self) -> list[Gate]:
+        return self.results.gates
+
+    @property
+    def failed_gates(self) -> list[Gate]:
+        return self.results.failed_gates
 
     @property
     def failed_tests(self) -> list[str]:
         """Tests that failed without a gate record (plain asserts in eval suites)."""
-        gated = {gate.test for gate in self.gates}
-        return [node for node, outcome in (self.results.get("tests") or {}).items()
-                if outcome in ("failed", "error") and node not in gated]
+        return self.results.failed_tests
 
     @property
     def bad_input(self) -> list[str]:
-        return [str(message) for message in self.results.get("bad_input") or []]
+        return self.results.bad_input
 
     @property
     def passed(self) -> bool:
-        return (not self.failed_gates and not self.failed_tests and not self.bad_input
-                and self.results.get("passed") is not False)
+        return self.results.all_passed
 
 
 @dataclass
 class TrainSection:
     run_dir: Path
     key: str
-    manifest: dict[str, Any]
+    manifest: RunManifest
     train_points: list[tuple[int, float]]
     val_points: list[tuple[int, float]]
     cache_hit: bool | None  # None: unknown (only `ftci --json train` output records it)
     last_epoch: float | None = None  # the epoch of the last metrics record
 
     @property
-    def result(self) -> dict[str, Any]:
-        return self.manifest.get("result") or {}
+    def result(self) -> TrainResult:
+        return self.manifest.result
 
     @property
     def device(self) -> str:
-        return str(self.manifest.get("device") or self.result.get("device") or "unknown")
+        return self.manifest.run_device
 
     @property
     def wall_seconds(self) -> float | None:
-        value = self.manifest.get("wall_seconds", self.result.get("wall_seconds"))
-        return float(value) if isinstance(value, (int, float)) else None
+        return self.manifest.run_seconds
 
     @property
     def processes(self) -> int:
-        value = (self.manifest.get("inputs") or {}).get("processes")
-        return value if isinstance(value, int) and value > 0 else 1
+        return self.manifest.process_count
 
     @property
     def gpu_hours(self) -> float | None:
@@ -117,15 +95,13 @@ class TrainSection:
 
     @property
     def epochs_planned(self) -> float | None:
-        config = ((self.manifest.get("inputs") or {}).get("config") or {}).get("train") or {}
-        value = config.get("epochs")
-        return value if isinstance(value, (int, float)) else None
+        return self.manifest.epochs_planned
 
 
 @dataclass
 class Report:
     root: Path
-    data_check: dict[str, Any] | None = None
+    data_check: DataReport | None = None
     data_check_path: Path | None = None
     data_diff: dict[str, Any] | None = None
     data_diff_path: Path | None = None
@@ -136,7 +112,7 @@ class Report:
 
     @property
     def data_failed(self) -> bool:
-        return self.data_check is not None and self.data_check.get("exit_code", 0) != 0
+        return self.data_check is not None and self.data_check.failed
 
     @property
     def failed(self) -> bool:
@@ -160,12 +136,11 @@ class Report:
             if self.eval.bad_input:
                 parts.append("eval input errors")
         if self.data_check is not None:
-            # the verdict line is printed and is a heading: only known words and numbers
-            verdict = str(self.data_check.get("verdict"))
-            verdict = verdict if verdict in ("poor", "okay", "excellent") else "?"
-            errors = (self.data_check.get("counts") or {}).get("errors")
-            data = f"data {verdict}"
-            if self.data_failed and isinstance(errors, int) and errors:
+            # the verdict line is printed and is a heading: only known words and numbers (the
+            # contract allows no other verdict)
+            errors = self.data_check.tally.errors
+            data = f"data {self.data_check.verdict}"
+            if self.data_failed and errors:
                 data += f" ({errors} error{'s' if errors != 1 else ''})"
             parts.append(data)
         if not parts:
@@ -185,12 +160,12 @@ def build_report(root: Path, *, data_check: Path | None = None, data_diff: Path 
     An explicitly given path that cannot be read is bad input (exit 2); a stage whose default
     output does not exist is simply "not run". `discover=False` reads only the given paths
     (the workflow's report job: a pull request can commit a results.json or a run under
-    `.ftci/`, and "the newest on disk" would be it).
+    the state directory, and "the newest on disk" would be it).
     """
     env = dict(os.environ) if env is None else env
     report = Report(root=root, run_url=actions_run_url(env))
     if data_check is not None:
-        report.data_check = _read_redacted(data_check, "data check")
+        report.data_check = DataReport.read(data_check, redact=True)
         report.data_check_path = data_check
     if data_diff is not None:
         report.data_diff, report.data_diff_path = _read_redacted(data_diff, "data diff"), data_diff
@@ -205,55 +180,22 @@ def build_report(root: Path, *, data_check: Path | None = None, data_diff: Path 
 
 
 def newest_results(root: Path) -> Path | None:
-    """The most recent `.ftci/reports/*/results.json` (by modification time, then name)."""
-    candidates = list((root / ".ftci" / "reports").glob("*/results.json"))
+    """The most recent results.json of the state directory's reports (by modification time,
+    then name)."""
+    candidates = list(reports_dir(root).glob("*/results.json"))
     if not candidates:
         return None
     return max(candidates, key=lambda path: (path.stat().st_mtime, path.parent.name))
 
 
 def load_eval(path: Path) -> EvalSection:
-    results = _read_redacted(path, "eval results")
-    gates = results.get("gates")
-    if not isinstance(gates, list):
-        raise BadInputError(f"{path}: not an ftci results.json (no `gates` list)",
-                            hint="pass the results.json that `ftci eval` wrote")
-    return EvalSection(path=path, results=results, gates=[_gate_row(g) for g in gates
-                                                          if isinstance(g, dict)])
-
-
-def _gate_row(gate: dict[str, Any]) -> GateRow:
-    comparison = gate.get("comparison") or {}
-    interval = gate.get("interval")
-    delta_interval = comparison.get("interval") or {}
-    baseline = gate.get("baseline")
-    if baseline is None:
-        baseline = comparison.get("baseline_value")
-    return GateRow(
-        test=str(gate.get("test", "")), gate=str(gate.get("gate", "")),
-        metric=str(gate.get("metric", "")), passed=bool(gate.get("passed")),
-        value=_number(gate.get("value")),
-        interval=_pair(interval[0], interval[1]) if isinstance(interval, list)
-        and len(interval) == 2 else None,
-        baseline=_number(baseline), delta=_number(comparison.get("delta")),
-        delta_interval=_pair(delta_interval.get("low"), delta_interval.get("high")),
-        p_value=_number(gate.get("p_value", comparison.get("p_value"))),
-        p_adjusted=_number(gate.get("p_adjusted")),
-        hypothesis=str(gate.get("hypothesis") or comparison.get("hypothesis") or ""),
-        family=gate.get("family") is True,
-        bounds="bound" in gate,
-        n=gate.get("n") if isinstance(gate.get("n"), int) else None,
-        message=str(gate.get("message", "")),
-        confidence=_number(gate.get("confidence")),
-        delta_confidence=_number(delta_interval.get("confidence")),
-        worst=[item for item in gate.get("worst") or [] if isinstance(item, dict)],
-    )
+    return EvalSection(path=path, results=EvalResults.read(path, redact=True))
 
 
 def load_train(root: Path, run: str | None) -> TrainSection | None:
     """`run`: a run directory, a run key, or the JSON file of `ftci --json train`; None means the
     latest complete run of `root`."""
-    from ftci.train.cache import MANIFEST_NAME, latest_run, read_json, run_dir_for
+    from ftci.train.cache import MANIFEST_NAME, latest_run, run_dir_for
 
     cache_hit: bool | None = None
     if run is None:
@@ -264,22 +206,20 @@ def load_train(root: Path, run: str | None) -> TrainSection | None:
     else:
         path = Path(run)
         if path.is_file():
-            outcome = _read_json(path, "train output")
-            if not isinstance(outcome.get("run_dir"), str):
-                raise BadInputError(f"{path}: not the output of `ftci --json train` (no run_dir)")
-            cache_hit = outcome.get("cached") if isinstance(outcome.get("cached"), bool) else None
-            run_dir = Path(outcome["run_dir"])
+            outcome = TrainOutcome.read(path)
+            cache_hit = outcome.cached
+            run_dir = Path(outcome.run_dir)
         elif path.is_dir():
             run_dir = path
         else:
             run_dir = run_dir_for(root, run)
-    manifest = read_json(run_dir / MANIFEST_NAME)
-    if manifest is None:
+    if not (run_dir / MANIFEST_NAME).is_file():
         raise BadInputError(f"no training run manifest at {run_dir / MANIFEST_NAME}",
-                            hint="pass --run with a run directory, a run key under .ftci/runs/, "
-                            "or the output of `ftci --json train`")
+                            hint="pass --run with a run directory, a run key under "
+                            f"{display('runs/')}, or the output of `ftci --json train`")
+    manifest = RunManifest.read(run_dir / MANIFEST_NAME)
     train, val, last_epoch = _loss_points(run_dir / "metrics.jsonl")
-    section = TrainSection(run_dir=run_dir, key=str(manifest.get("run_key") or run_dir.name),
+    section = TrainSection(run_dir=run_dir, key=manifest.run_key or run_dir.name,
                            manifest=manifest, train_points=train, val_points=val,
                            cache_hit=cache_hit, last_epoch=last_epoch)
     return section
@@ -313,48 +253,6 @@ def _loss_points(path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, f
     return train, val, last_epoch
 
 
-# --- a data check JSON, read back for ftci.data.render ----------------------------------------
-
-
-class _DataCheckView:
-    """The JSON of `ftci --json data check`, with the attributes `ftci.data.render` reads."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        from ftci.data.findings import Finding, FindingSeverity
-        from ftci.data.records import RecordRef
-
-        self.verdict = data.get("verdict") if data.get("verdict") in ("poor", "okay",
-                                                                       "excellent") else "okay"
-        self.notes = [str(note) for note in data.get("notes") or []]
-        self.findings = []
-        for raw in data.get("findings") or []:
-            if not isinstance(raw, dict):
-                continue
-            refs = [RecordRef(id=str(ref.get("id", "")), file=str(ref.get("file", "")),
-                              line=int(ref.get("line") or 0))
-                    for ref in raw.get("records") or [] if isinstance(ref, dict)]
-            severity: FindingSeverity = raw["severity"] if raw.get("severity") in (
-                "error", "warn", "info") else "warn"
-            self.findings.append(Finding(rule=str(raw.get("rule", "?")), severity=severity,
-                                         message=str(raw.get("message", "")), records=refs,
-                                         details=raw.get("details") or {}))
-        counts = data.get("counts") or {}
-        splits = counts.get("splits") or {}
-        self._counts = {
-            "records": int(counts.get("records") or 0), "files": int(counts.get("files") or 0),
-            "errors": int(counts.get("errors") or 0), "warnings": int(counts.get("warnings") or 0),
-            "splits": {split: int(splits.get(split) or 0) for split in ("train", "val", "test")},
-            "labels": int(counts.get("labels") or 0), "by_rule": counts.get("by_rule") or {},
-        }
-
-    def counts(self) -> dict[str, Any]:
-        return self._counts
-
-
-def data_check_view(data: dict[str, Any]) -> _DataCheckView:
-    return _DataCheckView(data)
-
-
 # --- helpers -----------------------------------------------------------------------------------
 
 
@@ -368,23 +266,11 @@ def actions_run_url(env: dict[str, str]) -> str | None:
 
 
 def _read_redacted(path: Path, what: str) -> dict[str, Any]:
-    """A stage output that carries record text or model outputs, every string redacted."""
+    """A stage output without a contract (the data diff), every string redacted."""
+    from ftci.contracts._base import read_json
     from ftci.redact import redact_value
 
-    return redact_value(_read_json(path, what))  # type: ignore[no-any-return]
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"{path}: no such file ({what})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{path}: cannot read the {what}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path}: the {what} is not valid JSON: {exc.msg}", path=str(path),
-                            line=exc.lineno,
-                            hint="pass the file that `ftci --json ...` wrote") from None
+    value = redact_value(read_json(path, what))
     if not isinstance(value, dict):
         raise BadInputError(f"{path}: the {what} is not a JSON object")
     return value
@@ -394,10 +280,3 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def _pair(low: Any, high: Any) -> tuple[float, float] | None:
-    low_value, high_value = _number(low), _number(high)
-    if low_value is None or high_value is None:
-        return None
-    return (low_value, high_value)

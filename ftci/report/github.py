@@ -22,10 +22,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftci.errors import BadInputError, InfraError
 from ftci.report.escape import workflow_message, workflow_property
+
+if TYPE_CHECKING:
+    from ftci.contracts import CheckedData
 
 DEFAULT_API_URL = "https://api.github.com"
 RETRY_STATUSES = (500, 502, 503, 504)
@@ -201,13 +204,12 @@ def gate_annotations(report: Any) -> list[str]:
     return lines
 
 
-def data_annotations(data_check: dict[str, Any] | None) -> list[str]:
+def data_annotations(data_check: CheckedData | None) -> list[str]:
     if data_check is None:
         return []
     from ftci.data.render import render_annotations
-    from ftci.report.build import data_check_view
 
-    return render_annotations(data_check_view(data_check))  # type: ignore[arg-type]
+    return render_annotations(data_check)
 
 
 def _repository(repository: str) -> str:

@@ -4,8 +4,8 @@ Nothing is fetched: a Content-Security-Policy forbids every network source, so t
 the same from a CI artifact, an e-mail or a laptop offline. Every piece of text from the inputs
 (model outputs, item inputs, finding messages) goes through `html.escape`.
 
-Per-item outputs sit side by side (candidate vs baseline) with filters: failed only, regressed
-only, by label. The filters also read the URL fragment (`#failed`, `#regressed`,
+Every item's input and outputs sit side by side (candidate vs baseline) with filters: failed
+only, regressed only, by label. The filters also read the URL fragment (`#failed`, `#regressed`,
 `#label=NAME`), so a link can open the report already filtered.
 """
 
@@ -15,6 +15,7 @@ import html
 import json
 from typing import Any
 
+from ftci.contracts import GateItem
 from ftci.report.build import EvalSection, Report, TrainSection
 from ftci.report.markdown import duration, fmt, p_value
 
@@ -90,17 +91,17 @@ def _eval_html(section: EvalSection | None) -> str:
     out = ["<h2>Eval gates</h2>"]
     if section is None:
         return out[0] + '<p class="muted">eval: not run</p>'
-    for role in ("candidate", "baseline"):
-        model = section.results.get(role) or {}
-        if model:
-            out.append(f"<p><b>{role}</b>: {e(model.get('description') or model.get('spec'))}</p>")
+    for role, model in (("candidate", section.results.candidate),
+                        ("baseline", section.results.baseline)):
+        if model is not None:
+            out.append(f"<p><b>{role}</b>: {e(model.description or model.spec)}</p>")
     out.append('<table id="gates"><thead><tr><th>gate</th><th>metric</th>'
                "<th>candidate [one-sided bounds]</th><th>baseline</th><th>Δ [bounds]</th>"
                "<th>p (raw)</th><th>p (adjusted)</th><th>H0 of p</th><th>result</th><th>n</th>"
                "</tr></thead><tbody>")
     for gate in section.gates:
-        interval = (f" [{fmt(gate.interval[0])}, {fmt(gate.interval[1])}]"
-                    if gate.interval else "")
+        pair = gate.interval_pair
+        interval = f" [{fmt(pair[0])}, {fmt(pair[1])}]" if pair else ""
         delta = "—"
         if gate.delta is not None:
             delta = fmt(gate.delta, signed=True) + (
@@ -110,11 +111,12 @@ def _eval_html(section: EvalSection | None) -> str:
                   else '<span class="failtxt">FAIL</span>')
         out.append(f'<tr class="{"ok" if gate.passed else "fail"}" title="{e(gate.message)}">'
                    f"<td>{e(gate.gate)}<br><code>{e(gate.test)}</code></td><td>{e(gate.metric)}</td>"
-                   f'<td class="num">{e(fmt(gate.value) + interval)}</td>'
-                   f'<td class="num">{e(fmt(gate.baseline))}</td><td class="num">{e(delta)}</td>'
-                   f'<td class="num">{e(p_value(gate.p_value))}</td>'
-                   f'<td class="num">{e(p_value(gate.p_adjusted) if gate.family else "—")}</td>'
-                   f"<td>{e(gate.hypothesis or '—')}</td><td>{result}</td>"
+                   f'<td class="num">{e(fmt(_num(gate.value)) + interval)}</td>'
+                   f'<td class="num">{e(fmt(gate.baseline_value))}</td>'
+                   f'<td class="num">{e(delta)}</td>'
+                   f'<td class="num">{e(p_value(gate.raw_p))}</td>'
+                   f'<td class="num">{e(p_value(_num(gate.p_adjusted)) if gate.family else "—")}'
+                   f"</td><td>{e(gate.null_hypothesis or '—')}</td><td>{result}</td>"
                    f'<td class="num">{e(gate.n)}</td></tr>')
     out.append("</tbody></table>")
     for gate in section.failed_gates:
@@ -135,24 +137,22 @@ def _data_html(report: Report) -> str:
     if check is None:
         out.append('<p class="muted">data check: not run</p>')
     else:
-        counts = check.get("counts") or {}
-        splits = counts.get("splits") or {}
-        out.append(f"<p><b>data verdict: {e(str(check.get('verdict', '?')).upper())}</b> · "
-                   f"{e(counts.get('records'))} records in {e(counts.get('files'))} file(s); "
-                   f"{e(counts.get('errors'))} error(s), {e(counts.get('warnings'))} warning(s) · "
-                   + " / ".join(f"{e(split)} {e(splits.get(split, 0))}"
+        counts = check.counts()
+        splits = counts["splits"]
+        out.append(f"<p><b>data verdict: {e(check.verdict.upper())}</b> · "
+                   f"{e(counts['records'])} records in {e(counts['files'])} file(s); "
+                   f"{e(counts['errors'])} error(s), {e(counts['warnings'])} warning(s) · "
+                   + " / ".join(f"{e(split)} {e(splits[split])}"
                                 for split in ("train", "val", "test")) + "</p>")
-        out += [f'<p class="muted">note: {e(note)}</p>' for note in check.get("notes") or []]
-        findings = [f for f in check.get("findings") or [] if isinstance(f, dict)]
+        out += [f'<p class="muted">note: {e(note)}</p>' for note in check.notes]
+        findings = check.findings
         if findings:
             out.append('<table id="findings"><thead><tr><th>rule</th><th>severity</th>'
                        "<th>message</th><th>where</th></tr></thead><tbody>")
             for finding in findings[:MAX_FINDINGS]:
-                where = ", ".join(f"{ref.get('file')}:{ref.get('line')}"
-                                  for ref in (finding.get("records") or [])[:3]
-                                  if isinstance(ref, dict))
-                out.append(f"<tr><td>{e(finding.get('rule'))}</td><td>{e(finding.get('severity'))}"
-                           f"</td><td>{e(_clip(str(finding.get('message', ''))))}</td>"
+                where = ", ".join(f"{ref.file}:{ref.line}" for ref in finding.records[:3])
+                out.append(f"<tr><td>{e(finding.rule)}</td><td>{e(finding.severity)}"
+                           f"</td><td>{e(_clip(finding.message))}</td>"
                            f"<td><code>{e(where)}</code></td></tr>")
             out.append("</tbody></table>")
             if len(findings) > MAX_FINDINGS:
@@ -193,8 +193,8 @@ def _train_html(train: TrainSection | None) -> str:
     rows = [("run", train.key), ("cache", cache), ("device", train.device),
             ("epochs", fmt(train.last_epoch) + (f" of {fmt(train.epochs_planned)}"
                                                   if train.epochs_planned is not None else "")),
-            ("steps", result.get("steps", "—")),
-            ("best val loss", fmt(_num(result.get("best_val_loss")))),
+            ("steps", result.steps if result.steps is not None else "—"),
+            ("best val loss", fmt(_num(result.best_val_loss))),
             ("wall time", duration(train.wall_seconds)), ("GPU-hours", gpu)]
     out.append('<table id="training"><tbody>' + "".join(
         f"<tr><th>{e(name)}</th><td>{e(value)}</td></tr>" for name, value in rows)
@@ -259,20 +259,20 @@ def _items_html(section: EvalSection | None) -> str:
     """Per-item candidate vs baseline, from the first gate with baseline outputs."""
     if section is None:
         return ""
-    gates = [g for g in section.results.get("gates") or []
-             if isinstance(g, dict) and g.get("items")]
+    gates = [gate for gate in section.gates if gate.items]
     if not gates:
         return ""
-    chosen = next((g for g in gates if any("baseline_output" in item for item in g["items"])),
+    chosen = next((gate for gate in gates if any(_paired(item) for item in gate.items)),
                   gates[0])
-    inputs = {str(item.get("id")): item.get("input") for gate in section.gates
-              for item in gate.worst if item.get("input") is not None}
-    items = [item for item in chosen["items"] if isinstance(item, dict)]
-    labels = sorted({item["expected"] for item in items if isinstance(item.get("expected"), str)
-                     and len(item["expected"]) <= 80})
-    with_baseline = any("baseline_output" in item for item in items)
-    out = [f"<h2>Items ({e(chosen.get('metric'))}, {len(items)} items of "
-           f"<code>{e(chosen.get('test'))}</code>)</h2>",
+    # every item carries its input; files from before that kept it only in the worst items
+    inputs = {item.id: item.input for gate in section.gates for item in gate.worst
+              if item.input is not None}
+    items = chosen.items
+    labels = sorted({item.expected for item in items if isinstance(item.expected, str)
+                     and len(item.expected) <= 80})
+    with_baseline = any(_paired(item) for item in items)
+    out = [f"<h2>Items ({e(chosen.metric)}, {len(items)} items of "
+           f"<code>{e(chosen.test)}</code>)</h2>",
            '<div class="filters"><label><input type="checkbox" id="f-failed"> failed only '
            "(score &lt; 1)</label>"]
     if with_baseline:
@@ -290,24 +290,30 @@ def _items_html(section: EvalSection | None) -> str:
                + ("<th>baseline</th><th>score</th>" if with_baseline else "")
                + "</tr></thead><tbody>")
     for item in items[:MAX_ITEMS]:
-        score, base = _num(item.get("score")), _num(item.get("baseline_score"))
+        score, base = _num(item.score), _num(item.baseline_score)
         failed = score is not None and score < 1
         regressed = score is not None and base is not None and score < base
-        label = item.get("expected") if isinstance(item.get("expected"), str) else ""
+        label = item.expected if isinstance(item.expected, str) else ""
+        shown_input = item.input if item.input is not None else inputs.get(item.id)
         out.append(f'<tr data-failed="{int(failed)}" data-regressed="{int(regressed)}" '
                    f'data-label="{e(label)}" class="{"fail" if regressed else ""}">'
-                   f"<td><code>{e(item.get('id'))}</code></td>"
-                   f"<td><pre>{e(_clip(_text(inputs.get(str(item.get('id'))))))}</pre></td>"
-                   f"<td><pre>{e(_clip(_text(item.get('expected'))))}</pre></td>"
-                   f"<td><pre>{e(_clip(_text(item.get('output'))))}</pre></td>"
+                   f"<td><code>{e(item.id)}</code></td>"
+                   f"<td><pre>{e(_clip(_text(shown_input)))}</pre></td>"
+                   f"<td><pre>{e(_clip(_text(item.expected)))}</pre></td>"
+                   f"<td><pre>{e(_clip(_text(item.output)))}</pre></td>"
                    f'<td class="num">{e(fmt(score))}</td>'
-                   + (f"<td><pre>{e(_clip(_text(item.get('baseline_output'))))}</pre></td>"
+                   + (f"<td><pre>{e(_clip(_text(item.baseline_output)))}</pre></td>"
                       f'<td class="num">{e(fmt(base))}</td>' if with_baseline else "")
                    + "</tr>")
     out.append("</tbody></table>")
     if len(items) > MAX_ITEMS:
         out.append(f'<p class="muted">… {len(items) - MAX_ITEMS} more items in results.json</p>')
     return "\n".join(out)
+
+
+def _paired(item: GateItem) -> bool:
+    """The item records the baseline's output (a comparison gate, not a floor)."""
+    return "baseline_output" in item.model_fields_set
 
 
 def _links_html(report: Report) -> str:

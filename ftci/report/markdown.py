@@ -11,14 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ftci.report.build import (
-    MARKER,
-    EvalSection,
-    GateRow,
-    Report,
-    TrainSection,
-    data_check_view,
-)
+from ftci.contracts import Gate, WorstItem
+from ftci.report.build import MARKER, EvalSection, Report, TrainSection
 from ftci.report.escape import clip, html_text, markdown_code, markdown_text
 from ftci.report.mermaid import caption, render_mermaid
 
@@ -56,30 +50,28 @@ def _eval_section(section: EvalSection | None) -> list[str]:
         return lines + ["_eval: not run_"]
     results = section.results
     who = []
-    for role in ("candidate", "baseline"):
-        model = results.get(role) or {}
-        if model:
-            who.append(f"{role}: {cell(str(model.get('description') or model.get('spec')))}")
-    eval_sets = results.get("eval_sets") or {}
-    sizes = [f"{cell(split, 20)} n={cell(str(info.get('n')), 12)}"
-             for split, info in eval_sets.items() if isinstance(info, dict)]
+    for role, model in (("candidate", results.candidate), ("baseline", results.baseline)):
+        if model is not None:
+            who.append(f"{role}: {cell(str(model.description or model.spec))}")
+    sizes = [f"{cell(split, 20)} n={cell(str(info.n), 12)}"
+             for split, info in results.eval_sets.items()]
     if who or sizes:
         lines += [" · ".join(who + sizes), ""]
     if section.gates:
         confidence = _common(gate.confidence for gate in section.gates)
-        shown = (f"one-sided {_pct(confidence)}bounds" if all(g.bounds for g in section.gates)
+        shown = (f"one-sided {_pct(confidence)}bounds" if all(g.one_sided for g in section.gates)
                  else f"{_pct(confidence)}CI")
         lines += [f"| gate | metric | candidate [{shown}] | "
                   "baseline | Δ [bounds] | p (raw) | p (adjusted) | H0 of p | result |",
                   "|---|---|---:|---:|---:|---:|---:|---|:---:|"]
         lines += [_gate_line(gate) for gate in section.gates]
-        family = results.get("family")
-        if isinstance(family, dict):
-            lines += ["", f"Family-wise: {cell(str(family.get('members')), 8)} gate(s) whose "
+        family = results.family
+        if family is not None:
+            lines += ["", f"Family-wise: {cell(str(family.members), 8)} gate(s) whose "
                       "failure needs evidence (not worse than, floors) settled together with "
-                      f"{cell(str(family.get('method')), 12)} at alpha "
-                      f"{cell(str(family.get('alpha')), 8)}: "
-                      f"{cell(str(family.get('failed')), 8)} failed. `better_than` and bound "
+                      f"{cell(str(family.method), 12)} at alpha "
+                      f"{cell(str(family.alpha), 8)}: "
+                      f"{cell(str(family.failed), 8)} failed. `better_than` and bound "
                       "floors decide alone."]
     else:
         lines.append("_no gates recorded_")
@@ -98,10 +90,11 @@ def _eval_section(section: EvalSection | None) -> list[str]:
     return lines
 
 
-def _gate_line(gate: GateRow) -> str:
-    candidate = fmt(gate.value)
-    if gate.interval is not None:
-        candidate += f" [{fmt(gate.interval[0])}, {fmt(gate.interval[1])}]"
+def _gate_line(gate: Gate) -> str:
+    candidate = fmt(_float(gate.value))
+    interval = gate.interval_pair
+    if interval is not None:
+        candidate += f" [{fmt(interval[0])}, {fmt(interval[1])}]"
     delta = "—"
     if gate.delta is not None:
         delta = fmt(gate.delta, signed=True)
@@ -109,10 +102,11 @@ def _gate_line(gate: GateRow) -> str:
             delta += (f" [{fmt(gate.delta_interval[0], signed=True)}, "
                       f"{fmt(gate.delta_interval[1], signed=True)}]")
     result = "✅ pass" if gate.passed else "❌ **fail**"
-    adjusted = p_value(gate.p_adjusted) if gate.family else "—"
+    adjusted = p_value(_float(gate.p_adjusted)) if gate.family else "—"
+    hypothesis = gate.null_hypothesis
     return (f"| {cell(gate.gate, 60)} | {cell(gate.metric, 40)} | {candidate} | "
-            f"{fmt(gate.baseline)} | {delta} | {p_value(gate.p_value)} | {adjusted} | "
-            f"{cell(gate.hypothesis.split(' (', 1)[0], 80) if gate.hypothesis else '—'} | "
+            f"{fmt(gate.baseline_value)} | {delta} | {p_value(gate.raw_p)} | {adjusted} | "
+            f"{cell(hypothesis.split(' (', 1)[0], 80) if hypothesis else '—'} | "
             f"{result} |")
 
 
@@ -122,7 +116,7 @@ def _data_check_section(report: Report) -> list[str]:
                 "`ftci --json data check`)"]
     from ftci.data.render import render_markdown as render_data_check
 
-    text = render_data_check(data_check_view(report.data_check))  # type: ignore[arg-type]
+    text = render_data_check(report.data_check)
     return [clip_block(text.rstrip("\n"), SECTION_CHARS)]
 
 
@@ -169,8 +163,8 @@ def _train_section(train: TrainSection | None) -> list[str]:
     lines = ["| run | cache | device | epochs | steps | best val loss | wall time | GPU-hours |",
              "|---|---|---|---:|---:|---:|---:|---:|",
              f"| {code(train.key, 40)} | {cache} | {cell(train.device, 30)} | {epochs} | "
-             f"{cell(str(result.get('steps', '—')), 12)} | "
-             f"{fmt(_float(result.get('best_val_loss')))} | "
+             f"{cell(str(result.steps if result.steps is not None else '—'), 12)} | "
+             f"{fmt(_float(result.best_val_loss))} | "
              f"{duration(train.wall_seconds)} | {gpu} |"]
     chart = render_mermaid(train.train_points, train.val_points)
     if chart is not None:
@@ -183,13 +177,13 @@ def _train_section(train: TrainSection | None) -> list[str]:
 
 def _worst_section(section: EvalSection, budget: int) -> str:
     """Worst items per gate (identical lists shown once), inside <details>, within `budget`."""
-    groups: list[tuple[list[GateRow], list[dict[str, Any]]]] = []
+    groups: list[tuple[list[Gate], list[WorstItem]]] = []
     seen: dict[tuple[str, ...], int] = {}
     ordered = sorted(section.gates, key=lambda gate: gate.passed)  # failed gates first
     for gate in ordered:
         if not gate.worst:
             continue
-        ids = tuple(str(item.get("id")) for item in gate.worst)
+        ids = tuple(item.id for item in gate.worst)
         if ids in seen:
             groups[seen[ids]][0].append(gate)
             continue
@@ -206,7 +200,7 @@ def _worst_section(section: EvalSection, budget: int) -> str:
         names = ", ".join(f"<code>{html_text(clip(g.test, 80))}</code>" for g in gates[:4])
         names += f" (+{len(gates) - 4} more)" if len(gates) > 4 else ""
         mark = "❌" if any(not g.passed for g in gates) else "✅"
-        with_baseline = any("baseline" in item for item in items)
+        with_baseline = any("baseline" in item.model_fields_set for item in items)
         metric = html_text(clip(gates[0].metric, 40))
         header = (f"\n<details><summary>{mark} {metric}: {len(items)} worst "
                   f"item(s) — {names}</summary>\n\n| id | input | expected | candidate |"
@@ -238,11 +232,11 @@ def _worst_section(section: EvalSection, budget: int) -> str:
     return "".join(parts)
 
 
-def _worst_row(item: dict[str, Any], with_baseline: bool) -> str:
-    cells = [f"{code(str(item.get('id', '')), 24)}", cell(_text(item.get("input"))),
-             cell(_text(item.get("expected"))), cell(_text(item.get("candidate")))]
+def _worst_row(item: WorstItem, with_baseline: bool) -> str:
+    cells = [f"{code(item.id, 24)}", cell(_text(item.input)), cell(_text(item.expected)),
+             cell(_text(item.candidate))]
     if with_baseline:
-        cells.append(cell(_text(item.get("baseline"))))
+        cells.append(cell(_text(item.baseline)))
     return "| " + " | ".join(cells) + " |\n"
 
 

@@ -6,7 +6,7 @@ commands planted by hand: the results.json (test ids, gate messages, worst items
 outputs, failed tests), the data check and the data diff, as a version of ftci without
 redaction would have written them. A real `ftci eval` run with secret labels is
 tests/evals/test_eval_redaction.py. The comment goes to the GitHub stand-in
-(tests/report/fake_github.py) and its posted body is checked.
+(tests/helpers/fake_github.py) and its posted body is checked.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from ftci.cli import main
-from tests.report.conftest import EVAL_STAMP, fixture_json, make_repo
-from tests.report.fake_github import FakeGitHub, FakeGitHubServer
+from tests.helpers.fake_github import FakeGitHub, FakeGitHubServer
+from tests.helpers.report_repo import EVAL_STAMP, fixture_json, make_repo
 
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"
 GITHUB = "ghp_" + "Zq8Lr2Vx5Nc7Bt1Hm4Kd9Wf3Gp6Js0Ya2Ue4"
@@ -61,7 +61,7 @@ def leaky_data_check() -> dict[str, Any]:
         "message": f"label `{SECRET}` conflicts with {HOSTILE}\n{FORGED}",
         "records": [{"id": "a1", "file": "data/x\n::error::pwned.jsonl", "line": 3}],
         "details": {"excerpt": SECRET, "answers": [{"answer": EMAIL, "records": 2}]}})
-    check["verdict"], check["exit_code"] = "poor\n::error::forged verdict", 1
+    check["verdict"], check["exit_code"] = "poor", 1
     return check
 
 
@@ -104,6 +104,21 @@ def assert_inert_markdown(markdown: str, where: str) -> None:
         assert not line.lstrip().startswith(("::", "##[")), (where, line)
 
 
+def test_a_forged_verdict_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """The data check's verdict is one of three words (the contract): anything else is bad
+    input, and the message names the field, not the forged text."""
+    repo = make_repo(tmp_path / "repo")
+    check = tmp_path / "check.json"
+    forged = leaky_data_check() | {"verdict": "poor\n::error::forged verdict"}
+    check.write_text(json.dumps(forged), encoding="utf-8")
+
+    result = CliRunner().invoke(main, ["report", "-c", str(repo), "--data-check", str(check)])
+    assert result.exit_code == 2, result.output
+    assert "verdict: Input should be 'poor', 'okay' or 'excellent'" in result.output
+    assert "forged verdict" not in result.output and "Traceback" not in result.output
+    assert not any(line.startswith("::") for line in result.output.splitlines())
+
+
 def test_report_outputs_hold_no_secret_and_render_inert(github: FakeGitHub,
                                                         tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", leaky_results())
@@ -138,7 +153,7 @@ def test_report_outputs_hold_no_secret_and_render_inert(github: FakeGitHub,
                 if line.lstrip().startswith("::") and line not in annotations]
     assert not any(line.lstrip().startswith("##[") for line in result.output.splitlines())
     assert any("file=data/x%0A%3A%3Aerror%3A%3Apwned.jsonl" in line for line in annotations)
-    assert "forged verdict" not in result.output and "forged count" not in outputs["report.md"]
+    assert "forged count" not in outputs["report.md"]
     # the redacted forms are what the reviewer reads
     markdown = outputs["PR comment"]
     assert "ja***@***.io" in markdown and "AKIA**** (AWS Access Key)" in markdown

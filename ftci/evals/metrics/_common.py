@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 
 from ftci.errors import MissingExtraError
-from ftci.evals.testset import Testset
+from ftci.evals.testset import Testset, item_digest
 from ftci.evals.types import Item, MetricKind, MetricResult
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def _result(name: str, batch: _Batch, scores: Sequence[float] | np.ndarray, *, k
         references=tuple(references if references is not None
                          else (item.expected for item in batch.items)),
         inputs=tuple(item.input_text for item in batch.items), details=details or {},
-        eval_set_hash=batch.eval_set_hash)
+        eval_set_hash=batch.eval_set_hash,
+        item_digests=tuple(item_digest(item) for item in batch.items))
 
 
 def _import_extra(module: str, package: str) -> Any:
