@@ -1,20 +1,18 @@
-"""Shared fixtures. Every test runs offline with its own FTCI_HOME and HF_HOME."""
+"""Shared fixtures. Every test runs offline with its own FTCI_HOME and HF_HOME.
+
+Fixtures only: what tests import (builders, fakes, the skip helper) lives in tests/helpers/.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.tiny_model import banking77_texts, build_tiny_llama, shared_dir
-
-__all__ = ["REPO_ROOT", "shared_dir"]
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The real cache as it was before isolation: `make test` pulls the starter model into it.
-_REAL_FTCI_HOME = Path(os.environ.get("FTCI_HOME") or Path.home() / ".cache" / "ftci")
+from tests.helpers.paths import REAL_FTCI_HOME
+from tests.helpers.skips import skip_or_fail
+from tests.helpers.tiny_model import banking77_texts, build_tiny_llama
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +43,7 @@ def paths_outside_the_repository_allowed() -> Iterator[None]:
 @pytest.fixture
 def real_ftci_home() -> Path:
     """The FTCI_HOME in effect before isolation (where `ftci models pull` put the starter)."""
-    return _REAL_FTCI_HOME
+    return REAL_FTCI_HOME
 
 
 
@@ -58,10 +56,7 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         corpus = banking77_texts(400)
     except FileNotFoundError as exc:
-        message = f"shared data sets not found ({exc}); set FTCI_SHARED_DIR to the shared/ dir"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"shared data sets not found ({exc}); set FTCI_SHARED_DIR to the shared/ dir")
     with pytest.MonkeyPatch.context() as patch:  # session scope runs before per-test isolation
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))

@@ -25,7 +25,7 @@ from ftci.report.escape import (
     workflow_message,
     workflow_property,
 )
-from tests.data.test_pii import BENIGN, PLANTED, planted_records, run
+from tests.helpers.pii import BENIGN, PLANTED, planted_records, run
 
 FIXTURES = Path(__file__).parent / "report" / "fixtures"
 HOSTILE = "@octocat ![x](http://evil.example/x.png) #12 <img src=x>"

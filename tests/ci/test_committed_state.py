@@ -16,10 +16,9 @@ from ftci.ci.plan import make_plan
 from ftci.cli import main
 from ftci.config import load_config
 from ftci.state import committed_state
-from ftci.train.cache import DigestCache
-from ftci.train.runkey import canonical_json, compute_run_inputs
+from ftci.train.runkey import compute_run_inputs
 from tests.helpers.git import git
-from tests.train.test_runkey import write_records
+from tests.helpers.train_repo import write_records
 
 
 @pytest.fixture

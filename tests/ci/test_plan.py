@@ -17,9 +17,9 @@ from ftci.cli import main
 from ftci.config import load_config
 from ftci.train.launch import train
 from ftci.train.runkey import compute_run_inputs
-from tests.helpers.git import git
-from tests.train.test_cache_cli import AdapterRecipe
-from tests.train.test_runkey import write_records
+from tests.helpers.fake_recipe import AdapterRecipe
+from tests.helpers.git import commit, git
+from tests.helpers.train_repo import write_records
 
 CONFIG = """\
 project: {{name: plantest}}
@@ -32,15 +32,6 @@ eval:
   suites: [eval_suites/, builtin:style]
   gates: [{{metric: rouge_l, min: 0.1}}]
 """
-
-
-def commit(repo: Path, message: str, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = repo / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
 
 
 @pytest.fixture

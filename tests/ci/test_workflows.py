@@ -8,7 +8,6 @@ the reason locally and fails in CI (CI=true). Every check is offline.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from ftci.scaffold import render_workflow
+from tests.helpers.skips import skip_or_fail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACTION = REPO_ROOT / "action.yml"
@@ -34,9 +34,7 @@ FAKE_SHA = "0123456789abcdef0123456789abcdef01234567"
 
 def _need(ok: bool, reason: str) -> None:
     if not ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(reason)
 
 
 def _tool(name: str) -> str:

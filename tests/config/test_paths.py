@@ -19,7 +19,7 @@ from ftci.config import load_config
 from ftci.config.paths import config_path, repository_root
 from ftci.errors import BadInputError
 from ftci.models.starter import resolve_base_model
-from tests.train.test_runkey import write_records
+from tests.helpers.train_repo import write_records
 
 SECRET_LINE = json.dumps({"text": "aws_secret=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                           "label": "billing"}) + "\n"

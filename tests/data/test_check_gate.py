@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from ftci.cli import main
-from tests.conftest import shared_dir
-from tests.data.corpus import clean_records, write_jsonl, write_repo
+from tests.helpers.corpus import clean_records, write_jsonl, write_repo
+from tests.helpers.skips import skip_or_fail
+from tests.helpers.tiny_model import shared_dir
 
 
 def run_check(config: Path, *args: str) -> tuple[int, dict]:
@@ -132,7 +133,7 @@ def test_banking77_real_properties(tmp_path: Path) -> None:
 
     source = shared_dir() / "datasets" / "banking77" / "train.csv"
     if not source.exists():
-        pytest.skip(f"banking77 not found at {source}")
+        skip_or_fail(f"banking77 not found at {source}; set FTCI_SHARED_DIR to the shared/ dir")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.csv").write_bytes(source.read_bytes())
     labels = json.loads((source.parent / "categories.json").read_text())

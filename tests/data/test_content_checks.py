@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ftci.config.schema import FtciConfig
 from ftci.data.checks import chat_template as chat_template_check
 from ftci.data.checks import labels, length, pii, review, volume
 from ftci.data.findings import CheckContext, Finding
 from ftci.data.records import Record
-from tests.conftest import shared_dir
+from tests.helpers.skips import skip_or_fail
+from tests.helpers.tiny_model import shared_dir
 
 FILE = "data/train.jsonl"
 LABELS = ["card_arrival", "card_linking", "exchange_rate"]
@@ -143,10 +141,7 @@ def test_label_health_ignores_other_task_types() -> None:
 def banking77_records() -> tuple[list[Record], list[str]]:
     folder = shared_dir() / "datasets" / "banking77"
     if not (folder / "train.csv").is_file():
-        message = f"banking77 not found at {folder}; set FTCI_SHARED_DIR to the shared/ dir"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"banking77 not found at {folder}; set FTCI_SHARED_DIR to the shared/ dir")
     with open(folder / "train.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     records = [record(row["text"], row["category"], line) for line, row in enumerate(rows, 2)]

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from ftci.cli import main
-from tests.data.corpus import clean_records, write_repo
+from tests.helpers.corpus import clean_records, write_repo
 
 
 def invoke(*args: str) -> tuple[int, str]:

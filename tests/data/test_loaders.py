@@ -15,7 +15,8 @@ from ftci.data import loaders
 from ftci.data.loaders import LoadResult, load_file, load_sources
 from ftci.data.records import Record, content_id
 from ftci.errors import DataError
-from tests.conftest import shared_dir
+from tests.helpers.skips import import_or_skip, skip_or_fail
+from tests.helpers.tiny_model import shared_dir
 
 USER_ASSISTANT = [{"role": "user", "content": "Where is my card?"},
                   {"role": "assistant", "content": "It ships in 3 days."}]
@@ -299,8 +300,8 @@ def test_pinned_split_and_overlapping_sources(tmp_path: Path) -> None:
 
 
 def test_parquet_rows(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = import_or_skip("pyarrow", "Parquet sources need pyarrow (a core dependency of ftci)")
+    pq = import_or_skip("pyarrow.parquet", "Parquet sources need pyarrow.parquet")
     table = pa.table({"text": ["hi", "", "bye"], "label": ["greet", "x", "farewell"]})
     pq.write_table(table, tmp_path / "cls.parquet")
     chat = pa.table({"messages": [USER_ASSISTANT, [USER_ASSISTANT[1]]]})
@@ -420,10 +421,7 @@ def test_problem_rendering(tmp_path: Path) -> None:
 def test_banking77_train_csv_loads() -> None:
     path = shared_dir() / "datasets" / "banking77" / "train.csv"
     if not path.is_file():
-        message = f"shared data set missing: {path} (set FTCI_SHARED_DIR to the shared/ dir)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"shared data set missing: {path} (set FTCI_SHARED_DIR to the shared/ dir)")
     config = DataConfig(sources=[{"path": str(path), "fields": {"label": "category"}}])
     result = load_sources(config, path.parent)
     assert result.problems == []

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from ftci.cli import main
-from tests.data.corpus import clean_records, write_jsonl, write_repo
+from tests.helpers.corpus import clean_records, write_jsonl, write_repo
 from tests.helpers.git import git
 
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"  # detect-secrets' own AWS test key (its detector flags it)

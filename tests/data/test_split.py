@@ -16,7 +16,8 @@ from ftci.config.schema import SplitConfig
 from ftci.data.minhash import near_duplicate_clusters
 from ftci.data.records import SPLITS, Record
 from ftci.data.split import ALGORITHM, assign_splits, write_splits
-from tests.conftest import shared_dir
+from tests.helpers.skips import skip_or_fail
+from tests.helpers.tiny_model import shared_dir
 
 BANKING77 = shared_dir() / "datasets" / "banking77" / "train.csv"
 
@@ -42,7 +43,7 @@ def splits_of(records: list[Record], config: SplitConfig | None = None) -> dict[
 
 def banking77() -> list[Record]:
     if not BANKING77.is_file():
-        pytest.skip(f"banking77 not found at {BANKING77} (set FTCI_SHARED_DIR)")
+        skip_or_fail(f"banking77 not found at {BANKING77} (set FTCI_SHARED_DIR)")
     with BANKING77.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     return [record(row["text"], row["category"], line) for line, row in enumerate(rows, start=2)]

@@ -146,7 +146,7 @@ def test_vllm_identity_has_the_hf_files_digest_and_its_engine(tiny_llama_dir: Pa
 @pytest.mark.integration
 def test_batched_generation_equals_one_at_a_time_on_the_starter(
         real_ftci_home: Path) -> None:
-    from tests.train.test_starter_learns import starter_dir
+    from tests.helpers.starter import starter_dir
 
     backend = HFBackend(starter_dir(real_ftci_home), batch_size=4)
     chats = [[{"role": "user", "content": text}] for text in TEXTS[:4]]
@@ -165,7 +165,7 @@ def test_generation_equals_transformers_generate_one_prompt_at_a_time(
     `model.generate` on one unpadded prompt at a time. Greedy tokens must be identical."""
     import torch
 
-    from tests.train.test_starter_learns import starter_dir
+    from tests.helpers.starter import starter_dir
 
     system = {"role": "system", "content": "You are a bank's support assistant. Answer in one "
                                            "short sentence."}

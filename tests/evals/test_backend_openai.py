@@ -26,6 +26,7 @@ import pytest
 from ftci.errors import InfraError
 from ftci.evals.backends.base import GenerationParams, ModelBackend
 from ftci.evals.backends.openai import OpenAIBackend, closest_label
+from tests.helpers.skips import skip_or_fail
 from tests.helpers.tiny_model import shared_dir
 from tests.helpers.vllm_server import REPO_ROOT, VLLMServer, vllm_python
 
@@ -47,7 +48,7 @@ def chat(text: str, system: str | None = None) -> list[dict[str, str]]:
 def banking_items(per_label: int = 4) -> list[tuple[str, str]]:
     path = shared_dir() / "datasets" / "banking77" / "test.csv"
     if not path.is_file():
-        pytest.skip(f"banking77 not found at {path}; set FTCI_SHARED_DIR")
+        skip_or_fail(f"banking77 not found at {path}; set FTCI_SHARED_DIR")
     picked: dict[str, list[str]] = {label: [] for label in LABELS}
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -503,7 +504,7 @@ def test_ftci_eval_gates_a_served_endpoint_against_in_process_transformers(
     from click.testing import CliRunner
 
     from ftci.cli import main
-    from tests.evals.repo import make_eval_repo
+    from tests.helpers.eval_repo import make_eval_repo
 
     config = make_eval_repo(
         tmp_path / "repo", starter_dir, n_test=20,

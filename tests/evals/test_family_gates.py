@@ -19,7 +19,7 @@ from ftci.evals.expect import Recorder, expect
 from ftci.evals.metrics import accuracy
 from ftci.evals.stats import floor_test
 from ftci.evals.types import Item
-from tests.evals.repo import make_eval_repo
+from tests.helpers.eval_repo import make_eval_repo
 
 SUITE = '''
 from ftci.evals.expect import expect
@@ -89,8 +89,6 @@ def test_a_clear_failure_steps_down_to_the_borderline_one(tmp_path: Path) -> Non
 def test_floor_kinds_outside_an_eval_decide_at_once() -> None:
     """point: the estimate alone; bound: the one-sided bound must clear the floor; test (the
     default): fails only when the data show the value below."""
-    import ftci.evals.expect as module
-
     items = [Item(id=str(i), messages=({"role": "user", "content": "x"},), expected="a")
              for i in range(50)]
     result = accuracy(["a"] * 39 + ["b"] * 11, items)  # 0.78 on 50 items

@@ -29,7 +29,8 @@ from ftci.evals.forgetting import (
 )
 from ftci.evals.lm_eval_tasks import lm_eval_comparison
 from ftci.evals.model import EvalModel, ModelRef
-from tests.evals.repo import banking_rows, make_eval_repo
+from tests.helpers.eval_repo import banking_rows, make_eval_repo
+from tests.helpers.skips import import_or_skip
 
 pytest_plugins = ["pytester"]
 
@@ -246,7 +247,7 @@ def hf_ref(path: Path, role: str) -> ModelRef:
 @pytest.mark.slow
 def test_lm_eval_tasks_are_compared_pair_by_pair(tiny_llama_dir: Path, tmp_path: Path,
                                                  noisy_model: Callable[[float], Path]) -> None:
-    pytest.importorskip("lm_eval")
+    import_or_skip("lm_eval", "needs lm-eval (pip install 'ftci[eval]')")
     task = banking_task(tmp_path / "tasks")
     base = hf_ref(tiny_llama_dir, "base")
     [result] = lm_eval_comparison(hf_ref(noisy_model(LARGE_NOISE), "candidate"), base,
@@ -275,7 +276,7 @@ def test_lm_eval_tasks_are_compared_pair_by_pair(tiny_llama_dir: Path, tmp_path:
 @pytest.mark.slow
 def test_the_builtin_suite_runs_one_test_per_lm_eval_task(
         pytester: pytest.Pytester, repo: Path, tiny_llama_dir: Path) -> None:
-    pytest.importorskip("lm_eval")
+    import_or_skip("lm_eval", "needs lm-eval (pip install 'ftci[eval]')")
     banking_task(repo.parent / "tasks")
     settings = ("  forgetting: {lm_eval_tasks: [tasks/banking_mc.yaml], lm_eval_limit: 6, "
                 "margin: 0.05}\n")

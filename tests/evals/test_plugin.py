@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from ftci.cli import main
-from tests.evals.repo import make_eval_repo
+from tests.helpers.eval_repo import make_eval_repo
 
 pytest_plugins = ["pytester"]
 

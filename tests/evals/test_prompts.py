@@ -25,7 +25,7 @@ from ftci.evals.cache import OutputCache
 from ftci.evals.model import EvalModel
 from ftci.evals.resolve import candidate_prompt, resolve_model
 from ftci.evals.testset import Testset, load_testset
-from tests.evals.repo import SYSTEM, make_eval_repo
+from tests.helpers.eval_repo import SYSTEM, make_eval_repo
 
 
 def _template(tag: str) -> str:

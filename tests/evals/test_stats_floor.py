@@ -23,7 +23,7 @@ from ftci.evals.stats import (
 from ftci.evals.stats._bootstrap import _bootstrap_values
 from ftci.evals.stats.floor import _binomial_floor_p
 from ftci.evals.types import MetricResult
-from tests.evals.test_stats import ALPHA, ids, mean_metric, proportion
+from tests.helpers.stats_builders import ALPHA, ids, mean_metric, proportion
 
 SIDES: tuple[tuple[FloorSide, str], ...] = (("at_least", "less"), ("at_most", "greater"))
 ALPHAS = (0.001, 0.01, 0.025, 0.04, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 0.123456789012)

@@ -23,7 +23,7 @@ from ftci.evals.stats import (
     confidence_interval,
 )
 from ftci.evals.types import MetricResult
-from tests.evals.test_stats import ALPHA, ids, mean_metric, paired_from_counts, proportion
+from tests.helpers.stats_builders import ALPHA, ids, mean_metric, paired_from_counts, proportion
 
 
 def corpus(scores: np.ndarray, aggregate: object, *, name: str = "macro_f1",

@@ -18,7 +18,7 @@ from ftci.evals.stats import (
     planned_mde,
     power,
 )
-from tests.evals.test_stats import ALPHA, paired_from_counts, tango_z_reference
+from tests.helpers.stats_builders import ALPHA, paired_from_counts, tango_z_reference
 
 MARGINS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
 
@@ -211,7 +211,7 @@ def test_planned_mde_has_its_power_in_simulation(n: int, discordance: float) -> 
 
 def test_planned_mde_for_graded_scores_in_simulation() -> None:
     """kind='mean': the paired bootstrap gate at n = 400, differences with sd 0.28."""
-    from tests.evals.test_stats import mean_metric
+    from tests.helpers.stats_builders import mean_metric
 
     drop = planned_mde(400, kind="mean", sd=0.28)
     assert drop == pytest.approx((stats.norm.ppf(0.95) + stats.norm.ppf(0.8)) * 0.28 / 20)

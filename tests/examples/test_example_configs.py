@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ftci.config import load_config
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "examples").rglob("ftci.yaml"))
 

@@ -20,7 +20,8 @@ from ftci.cli import main
 from ftci.config import load_config
 from ftci.pipeline import STAGES
 from ftci.scaffold import WORKFLOW_PATH, render_workflow
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.skips import skip_or_fail
 from tests.helpers.tiny_model import shared_dir
 
 EXAMPLES = sorted(p.parent for p in (REPO_ROOT / "examples").glob("*/prepare_data.py"))
@@ -47,10 +48,7 @@ def test_both_examples_are_here() -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=_ids)
 def test_prepare_data_writes_exactly_the_committed_data(example: Path, tmp_path: Path) -> None:
     if not (shared_dir() / "datasets").is_dir():
-        message = f"shared data sets not found at {shared_dir()}; set FTCI_SHARED_DIR"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"shared data sets not found at {shared_dir()}; set FTCI_SHARED_DIR")
     copy = tmp_path / example.name
     copy.mkdir()
     shutil.copy(example / "prepare_data.py", copy)

@@ -17,3 +17,13 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=repo,
                           env={**os.environ, **_ENV}, check=True, capture_output=True,
                           text=True).stdout.strip()
+
+
+def commit(repo: Path, message: str, files: dict[str, str]) -> None:
+    """Write `files` (name: text) into `repo` and commit them all with `message`."""
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)

@@ -16,9 +16,10 @@ import pytest
 from ftci.errors import InfraError
 from ftci.models.catalog import STARTERS
 from ftci.models.home import models_dir
-from ftci.models.manifest import MANIFEST_NAME, sha256_file
+from ftci.models.manifest import MANIFEST_NAME
 from ftci.models.starter import pull_starter
 
+from tests.helpers.skips import skip_or_fail
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NAME = "smollm2-135m-instruct"
@@ -27,13 +28,6 @@ EXPECTED_FILES = {
     "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
     "tokenizer.json", "tokenizer_config.json", MANIFEST_NAME,
 }
-
-
-def skip_or_fail(reason: str) -> None:
-    """Locally a missing asset skips with the fix; in CI (CI=true) it must be there."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def test_pulled_starter_answers_paris_and_stops_at_im_end(real_ftci_home: Path) -> None:

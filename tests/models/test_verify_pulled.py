@@ -22,7 +22,7 @@ from ftci.errors import InfraError
 from ftci.models.home import models_dir
 from ftci.models.manifest import describe_files, write_manifest
 from ftci.train.runkey import compute_run_inputs
-from tests.train.test_runkey import write_records
+from tests.helpers.train_repo import write_records
 
 NAME = "smollm2-135m-instruct"
 
@@ -89,7 +89,7 @@ def test_ftci_eval_exits_3_naming_the_file(pulled: Path, tmp_path: Path,
                                            tiny_llama_dir: Path) -> None:
     """The baseline is the pulled (now swapped) base model: the eval stops with exit 3, not
     a failed gate (exit 1) and not bad input (exit 2)."""
-    from tests.evals.repo import make_eval_repo
+    from tests.helpers.eval_repo import make_eval_repo
 
     config = make_eval_repo(tmp_path / "repo", f"starter:{NAME}", n_test=8,
                             gates="    - {metric: accuracy, not_worse_than: baseline}\n")

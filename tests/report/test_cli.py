@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from ftci.cli import main
 from ftci.report.build import MARKER
-from tests.report.conftest import EVAL_STAMP, FIXTURES, RUN_KEY, fixture_json, make_repo
+from tests.helpers.report_repo import EVAL_STAMP, FIXTURES, RUN_KEY, fixture_json, make_repo
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "vllm", "lm_eval")
 

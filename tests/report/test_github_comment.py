@@ -1,7 +1,7 @@
 """`ftci report --comment`: one sticky PR comment, updated in place, against a GitHub stand-in.
 
 GitHub's API cannot be reached from here, so these tests run `ftci report` (in process, real
-urllib HTTP) against `tests/report/fake_github.py`: a loopback `http.server` implementing the
+urllib HTTP) against `tests/helpers/fake_github.py`: a loopback `http.server` implementing the
 four endpoints the report uses with GitHub-shaped bodies, statuses and `Link` pagination.
 """
 
@@ -18,8 +18,8 @@ from ftci.cli import main
 from ftci.errors import InfraError
 from ftci.report.build import MARKER
 from ftci.report.github import GitHubClient
-from tests.report.conftest import FIXTURES
-from tests.report.fake_github import BOT, REPO_ID, FakeGitHub, FakeGitHubServer
+from tests.helpers.fake_github import BOT, REPO_ID, FakeGitHub, FakeGitHubServer
+from tests.helpers.report_repo import FIXTURES
 
 TOKEN = "ghs_FAKEtoken0123456789abcdefSECRET"
 HUMAN = {"login": "alice", "id": 7, "type": "User"}

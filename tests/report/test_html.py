@@ -8,7 +8,6 @@ Without a Chromium binary they skip locally, naming what is missing, and fail un
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -19,8 +18,8 @@ import pytest
 
 from ftci.report import write_report
 from ftci.report.build import build_report
-from tests.report.conftest import FIXTURES, fixture_json, make_repo
-from tests.report.test_markdown import hostile_results
+from tests.helpers.report_repo import FIXTURES, fixture_json, hostile_results, make_repo
+from tests.helpers.skips import skip_or_fail
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -74,9 +73,7 @@ def chromium() -> str:
             return path
     message = ("no Chromium binary (looked for " + ", ".join(BROWSERS) + "): the HTML report's "
                "browser test needs one; `make browser` installs Debian's chromium")
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail(message)
 
 
 def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

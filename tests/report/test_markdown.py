@@ -11,7 +11,14 @@ from typing import Any
 from ftci.report.build import MARKER, build_report
 from ftci.report.markdown import COMMENT_LIMIT, clip_block, render_markdown
 from ftci.report.mermaid import MAX_POINTS, render_mermaid
-from tests.report.conftest import EVAL_STAMP, FIXTURES, RUN_KEY, fixture_json, make_repo
+from tests.helpers.report_repo import (
+    EVAL_STAMP,
+    FIXTURES,
+    RUN_KEY,
+    fixture_json,
+    hostile_results,
+    make_repo,
+)
 
 # mermaid's xychart.jison: numbers have no exponent; quoted strings hold no '"'.
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
@@ -156,19 +163,6 @@ def test_mermaid_downsamples_long_runs_and_never_writes_exponents() -> None:
     covered = [10.0 / step for step in range(2, chart["x"][1] + 1)]
     assert abs(chart["lines"]["train loss"][1] - sum(covered) / len(covered)) < 1e-4
     assert render_mermaid([(1, 1.0)], []) is None  # one point is no curve
-
-
-def hostile_results() -> dict[str, Any]:
-    results = fixture_json("results.json")
-    gate = results["gates"][0]
-    gate["gate"] = "at least 0.75 | <b>bold</b>\nnext line"
-    gate["passed"] = False
-    for each in results["gates"]:
-        each["worst"][0]["input"] = "<script>document.title='pwned'</script> a|b\n| fake | row |"
-    gate["worst"][0]["candidate"] = "</details><details open>"
-    for each in results["gates"]:
-        each["items"][0]["output"] = "<img src=x onerror=alert(1)>"
-    return results
 
 
 def test_hostile_text_is_escaped_in_table_cells(tmp_path: Path) -> None:

@@ -13,9 +13,8 @@ from click.testing import CliRunner, Result
 from ftci.cli import main
 from ftci.errors import BadInputError
 from ftci.pipeline import STAGES, run_pipeline, select_stages
-from tests.ci.test_plan import commit
-from tests.helpers.git import git
-from tests.run.repo import make_run_repo
+from tests.helpers.git import commit, git
+from tests.helpers.run_repo import make_run_repo
 
 FAILING_GATE = "eval.gates.0.min=0.99"  # the tiny model's accuracy is far below this
 

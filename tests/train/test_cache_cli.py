@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +23,11 @@ from ftci.cli import main
 from ftci.errors import BadInputError
 from ftci.train.cache import find_cached, latest_run, run_dir_for
 from ftci.train.launch import accelerate_command, train
-from tests.conftest import REPO_ROOT
-from tests.train.test_runkey import make_repo
+from tests.helpers.fake_recipe import AdapterRecipe, FakeResult
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.train_repo import make_repo
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate")
-
-
-@dataclass
-class FakeResult:
-    best_val_loss: float = 1.25
-    final_val_loss: float = 1.3
-    steps: int = 12
-    tokens_seen: int = 3456
-    wall_seconds: float = 0.5
-    device: str = "cpu"
-
-
-@dataclass
-class AdapterRecipe:
-    """Writes `adapter/adapter_model.safetensors` and records how it was called."""
-
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-    def run_training(self, config: Any, root: Path, run_dir: Path, *, resume: bool = True,
-                     progress: str = "auto") -> FakeResult:
-        self.calls.append({"run_dir": run_dir, "resume": resume,
-                           "inputs_json_first": (run_dir / "inputs.json").is_file(),
-                           "lr": config.train.learning_rate})
-        return run_training(config, root, run_dir, resume=resume, progress=progress)
-
-
-def run_training(config: Any, root: Path, run_dir: Path, *, resume: bool = True,
-                 progress: str = "auto") -> FakeResult:
-    """This module doubles as a recipe module for `--recipe-module` (subprocess launches)."""
-    adapter = run_dir / "adapter"
-    adapter.mkdir(parents=True, exist_ok=True)
-    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 64)
-    (adapter / "adapter_config.json").write_text(json.dumps({"r": config.train.lora.r}))
-    return FakeResult()
 
 
 class InterruptedRecipe:
@@ -145,7 +111,7 @@ def test_force_bypasses_the_cache_and_starts_over(trained: Path) -> None:
     outcome = train(trained, force=True, recipe=recipe)
     assert not outcome.cached and recipe.calls[0]["resume"] is False
     result = CliRunner().invoke(main, ["train", "-c", str(trained), "--force",
-                                       "--recipe-module", "tests.train.test_cache_cli"])
+                                       "--recipe-module", "tests.helpers.fake_recipe"])
     assert result.exit_code == 0, result.output
     assert "cache hit" not in result.output and "trained: best val loss 1.2500" in result.output
 
@@ -243,7 +209,7 @@ def test_accelerate_launch_runs_the_recipe_in_launched_processes(repo: Path) -> 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "ftci", "train", "-c", str(repo), "--launcher", "accelerate",
-         "--recipe-module", "tests.train.test_cache_cli"],
+         "--recipe-module", "tests.helpers.fake_recipe"],
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     run = latest_run(repo.parent)

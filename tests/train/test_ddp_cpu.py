@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from ftci.train.cache import latest_run
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 from tests.helpers.planted import imported, plant
-from tests.train.test_runkey import make_repo
+from tests.helpers.train_repo import make_repo
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.train.test_runkey import make_repo
+from tests.helpers.train_repo import make_repo
 
 TRAIN = "train: {method: lora, epochs: 3, max_seq_len: 128, micro_batch_size: 2, " \
         "checkpoint_every_steps: 4, keep_checkpoints: 2}\n"

@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.train.test_recipe import make_project
+from tests.helpers.skips import skip_not_applicable
+from tests.helpers.train_repo import make_project
 
 LAYER0_Q = "layers.0.self_attn.q_proj"
 
@@ -93,7 +92,7 @@ def test_the_trap_is_real_and_the_recipe_avoids_it(tiny_llama_dir: Path):
     from bitsandbytes.functional import has_avx512bf16
 
     if not has_avx512bf16():
-        pytest.skip("this CPU has no AVX512-BF16: bitsandbytes never repacks here")
+        skip_not_applicable("this CPU has no AVX512-BF16: bitsandbytes never repacks here")
     before, after = _grads_after_an_eval_forward(tiny_llama_dir, keep_trainable=False)
     assert before > 0 and after == 0
     before, after = _grads_after_an_eval_forward(tiny_llama_dir, keep_trainable=True)

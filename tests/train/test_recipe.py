@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import signal
@@ -11,38 +10,10 @@ from typing import Any
 
 import pytest
 
-from ftci.config.schema import FtciConfig
 from ftci.errors import EXIT_INTERRUPTED
 from ftci.train.callbacks import COMPLETE_MARKER
 from ftci.train.recipe import TrainingInterrupted, run_training
-
-SYSTEM = "Answer with the category."
-
-
-def make_project(root: Path, model_dir: Path, *, n_train: int = 24, n_val: int = 8,
-                 **train: Any) -> FtciConfig:
-    """Splits of banking77 questions (3 categories) under `root`, and a config that trains on
-    them; defaults keep a run to a few seconds (no checkpointing of activations, lr high)."""
-    from tests.helpers.tiny_model import shared_dir
-
-    with open(shared_dir() / "datasets" / "banking77" / "train.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    labels = sorted({row["category"] for row in rows})[:3]
-    picked = [row for row in rows if row["category"] in labels][: n_train + n_val]
-    splits = root / ".ftci" / "splits"
-    splits.mkdir(parents=True, exist_ok=True)
-    for name, part in (("train", picked[:n_train]), ("val", picked[n_train:]), ("test", [])):
-        lines = [json.dumps({"id": f"{name}{i}", "label": row["category"], "messages": [
-            {"role": "user", "content": row["text"]},
-            {"role": "assistant", "content": row["category"]}]}) for i, row in enumerate(part)]
-        (splits / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines))
-    settings = {"method": "lora", "epochs": 1, "learning_rate": 1e-2, "micro_batch_size": 4,
-                "gradient_accumulation_steps": 1, "max_seq_len": 128, "warmup_ratio": 0.0,
-                "gradient_checkpointing": False, "lora": {"r": 8, "alpha": 16, "dropout": 0.1},
-                **train}
-    return FtciConfig(project={"name": "tiny"}, base_model=str(model_dir),
-                      task={"type": "classification", "labels": labels, "system_prompt": SYSTEM},
-                      train=settings)
+from tests.helpers.train_repo import SYSTEM, make_project
 
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,39 +13,15 @@ import pytest
 
 from ftci.config import load_config
 from ftci.train.runkey import (
-    DigestCache,
     RunInputs,
     compute_run_inputs,
     device_class,
     package_versions,
 )
 
+from tests.helpers.train_repo import make_repo, write_records
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
 
-
-def write_records(path: Path, count: int = 60, answer: str = "answer") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for index in range(count):
-            handle.write(json.dumps({"messages": [
-                {"role": "user", "content": f"how do I activate card number {index} today?"},
-                {"role": "assistant", "content": f"{answer} {index}: open the app, tap cards"},
-            ]}) + "\n")
-
-
-def make_repo(root: Path, model_dir: Path, *, extra: str = "", records: int = 60) -> Path:
-    """A small chat repository: data/train.jsonl and an ftci.yaml training `model_dir`.
-
-    It has an eval gate and a deploy target, so it lints clean (--strict passes)."""
-    write_records(root / "data" / "train.jsonl", records)
-    (root / "ftci.yaml").write_text(
-        "project: {name: keytest}\n"
-        "task: {type: chat}\n"
-        f"base_model: {json.dumps(str(model_dir))}\n"
-        "train: {method: lora, epochs: 1, max_seq_len: 128, micro_batch_size: 2}\n"
-        "eval:\n  gates: [{metric: rouge_l, min: 0.1}]\n"
-        "deploy: {target: vllm}\n" + extra, encoding="utf-8")
-    return root / "ftci.yaml"
 
 
 def inputs_for(config: Path, *overrides: str) -> RunInputs:

@@ -9,32 +9,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dir
+from tests.helpers.skips import skip_or_fail
+from tests.helpers.starter import starter_dir
+from tests.helpers.tiny_model import shared_dir
 
 INTENTS = ["card_arrival", "exchange_rate", "lost_or_stolen_card", "pin_blocked"]
-
-
-def starter_dir(real_ftci_home: Path) -> Path:
-    path = real_ftci_home / "models" / "smollm2-135m-instruct"
-    if not (path / "ftci-model.json").is_file():
-        message = "starter model not pulled: run `ftci models pull smollm2-135m-instruct`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def banking_repo(root: Path, model: Path) -> Path:
     source = shared_dir() / "datasets" / "banking77" / "train.csv"
     if not source.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"banking77 not found at {source}")
-        pytest.skip(f"banking77 not found at {source}")
+        skip_or_fail(f"banking77 not found at {source}; set FTCI_SHARED_DIR to the shared/ dir")
     counts = dict.fromkeys(INTENTS, 0)
     (root / "data").mkdir(parents=True)
     with open(root / "data" / "intents.jsonl", "w", encoding="utf-8") as out:
