@@ -7,11 +7,12 @@ so every finding can point back to the source.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
+
+from ftci.digests import sha256_text
 
 Split = str  # "train" | "val" | "test"
 SPLITS = ("train", "val", "test")
@@ -26,7 +27,7 @@ def normalise_text(text: str) -> str:
 
 def content_id(text: str) -> str:
     """A stable id from content: the first 16 hex digits of sha256 of the normalised text."""
-    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()[:16]
+    return sha256_text(normalise_text(text))[:16]
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Record:
     def content_hash(self) -> str:
         """Changes when anything the model trains on changes (used by diffs and manifests)."""
         blob = json.dumps(self.to_canonical(), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+        return sha256_text(blob)[:16]
 
     def ref(self) -> RecordRef:
         return RecordRef(id=self.id, file=self.file, line=self.line)

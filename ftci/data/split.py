@@ -61,6 +61,7 @@ REWRITE_HINT = "rerun `ftci data split` (or `ftci train`, which splits) to rewri
 
 def rank_and_point(record_id: str) -> tuple[int, float]:
     """(rank, split point in [0, 1)) of a record id: two independent parts of one sha256."""
+    # sha256 as the split's random draw, raw bytes (content digests live in ftci.digests)
     digest = hashlib.sha256(f"{ALGORITHM}\0{record_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:16], "big") / 2**64
 

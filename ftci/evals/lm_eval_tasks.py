@@ -8,13 +8,13 @@ id and compared with the same paired machinery as every other gate
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftci.digests import sha256_text
 from ftci.errors import BadInputError, InfraError, MissingExtraError
 from ftci.evals.forgetting import _clip, _weights
 from ftci.evals.types import MetricResult, scores_array
@@ -153,8 +153,7 @@ def _paired_results(task: str, candidate_run: dict[str, Any], base_run: dict[str
     binary = all(v in (0.0, 1.0) for values in scores.values() for v in values)
     higher = bool(base_run.get("higher_is_better", {}).get(task, {}).get(metric, True))
     ids = tuple(f"{task}:{d}" for d in doc_ids)
-    digest = hashlib.sha256(json.dumps(
-        [[d, kept["base"][d].get("doc_hash")] for d in doc_ids]).encode()).hexdigest()
+    digest = sha256_text(json.dumps([[d, kept["base"][d].get("doc_hash")] for d in doc_ids]))
     inputs = tuple(_sample_input(kept["base"][d]) for d in doc_ids)
     built = []
     for role in ("candidate", "base"):

@@ -23,7 +23,6 @@ under two runs share them.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -33,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ftci.digests import DigestCache, sha256_json, sha256_text
+from ftci.digests import DigestCache, sha256_bytes, sha256_json, sha256_text
 
 SKIPPED_FOLDERS = frozenset({"__pycache__"})
 # the modules whose source decides each local backend's numbers
@@ -105,15 +104,14 @@ def package_version(*names: str) -> str | None:
 def scoring_code_digest(modules: tuple[str, ...]) -> str:
     """sha256 of the modules' source files, as they were first read in this process (the code
     that runs is the code imported then). A module without a source file counts by name."""
-    digest = hashlib.sha256()
+    parts: list[bytes] = []
     for name in modules:
         spec = importlib.util.find_spec(name)
         origin = None if spec is None else spec.origin
-        digest.update(name.encode() + b"\0")
-        if origin and origin.endswith(".py") and Path(origin).is_file():
-            digest.update(Path(origin).read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
+        source = Path(origin).read_bytes() if origin and origin.endswith(".py") and \
+            Path(origin).is_file() else b""
+        parts.append(name.encode() + b"\0" + source + b"\0")
+    return sha256_bytes(b"".join(parts))
 
 
 def accelerator_possible() -> bool:
