@@ -22,6 +22,7 @@ from ftci.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
     from ftci.config.schema import FtciConfig
+    from ftci.contracts import DataReport as DataCheckFile
 
 # Rule -> module under ftci.data.checks (parse is the loader's own). Order = report order.
 RULE_MODULES: dict[str, str] = {
@@ -75,17 +76,18 @@ class DataReport:
             "by_rule": by_rule,
         }
 
+    def to_contract(self) -> DataCheckFile:
+        """What `ftci --json data check` prints: the `DataReport` contract (ftci/contracts/)."""
+        from ftci.contracts import DataReport as DataCheckFile
+
+        return DataCheckFile(
+            verdict=self.verdict, exit_code=self.exit_code, counts=self.counts(),
+            findings=self.findings, files=[str(path) for path in self.files], notes=self.notes,
+            seconds={stage: round(value, 3) for stage, value in self.seconds.items()})
+
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON of `ftci --json data check` (documented in the README)."""
-        return {
-            "verdict": self.verdict,
-            "exit_code": self.exit_code,
-            "counts": self.counts(),
-            "findings": [finding.to_dict() for finding in self.findings],
-            "files": [str(path) for path in self.files],
-            "notes": self.notes,
-            "seconds": {stage: round(value, 3) for stage, value in self.seconds.items()},
-        }
+        return self.to_contract().to_dict()
 
 
 def configured_severity(config: FtciConfig, rule: str) -> str | None:

@@ -107,14 +107,18 @@ def write_manifest(run_dir: Path, inputs: RunInputs, result: Any,
     """Write `manifest.json` last and atomically: from then on the run is complete.
 
     Lists every artifact file with its size and sha256; raises InfraError when the recipe
-    left no weights behind (a manifest must never bless an empty run).
+    left no weights behind (a manifest must never bless an empty run). The manifest is the
+    `RunManifest` contract (ftci/contracts/run.py), checked against it before it is written.
     """
+    from ftci.contracts import RunManifest
+
     files = artifact_files(run_dir)
     if not any(name == ADAPTER_WEIGHTS or name.startswith("model/") for name in files):
         raise InfraError(f"training finished but {run_dir / ADAPTER_WEIGHTS} was not written",
                          hint="this is a bug in the recipe; rerun with FTCI_DEBUG=1 and report it")
     outcome = result_dict(result)
     manifest: dict[str, Any] = {
+        "schema_version": RunManifest.VERSION,
         "format": MANIFEST_FORMAT,
         "complete": True,
         "run_key": inputs.key,
@@ -132,6 +136,8 @@ def write_manifest(run_dir: Path, inputs: RunInputs, result: Any,
         "files": files,
         **(extra or {}),
     }
+    manifest = RunManifest.from_dict(json.loads(json.dumps(manifest, default=str)),
+                                     source=run_dir / MANIFEST_NAME).to_dict()
     atomic_write_text(run_dir / MANIFEST_NAME,
                       json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
     return manifest

@@ -45,6 +45,7 @@ from ftci.train.runkey import RunInputs, compute_run_inputs
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
     from ftci.config.schema import FtciConfig
+    from ftci.contracts import TrainOutcome as TrainOutcomeFile
 
 RECIPE_MODULE = "ftci.train.recipe"
 LAUNCHERS = ("accelerate",)
@@ -87,9 +88,15 @@ class TrainOutcome:
     notes: list[str]
     lints: list[Lint]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_contract(self) -> TrainOutcomeFile:
+        """What `ftci --json train` prints: the `TrainOutcome` contract, the run's manifest
+        embedded (ftci/contracts/run.py)."""
+        from ftci.contracts import RunManifest
+        from ftci.contracts import TrainOutcome as TrainOutcomeFile
+
         manifest = self.run.manifest
-        return {
+        return TrainOutcomeFile.from_dict({
+            "schema_version": TrainOutcomeFile.VERSION,
             "ok": True,
             "cached": self.cached,
             "run_key": self.run.key,
@@ -102,7 +109,11 @@ class TrainOutcome:
             "notes": self.notes,
             "warnings": [lint.as_problem().to_dict() | {"rule": lint.rule}
                          for lint in self.lints],
-        }
+            "manifest": RunManifest.from_dict(manifest, source=self.run.run_dir / MANIFEST_NAME),
+        }, source="ftci train")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.to_contract().to_dict()
 
 
 def train(config_path: str | Path | None, overrides: Sequence[str] = (), *, force: bool = False,
