@@ -76,6 +76,37 @@ def own_skips(path: Path) -> list[str]:
     return [f"{_relative(path)}:{line}: {what}" for line, what in sorted(found)]
 
 
+def _marks(nodes: list[ast.expr]) -> set[str]:
+    """Names X of `pytest.mark.X` and `pytest.mark.X(...)` among `nodes`."""
+    names = set()
+    for node in nodes:
+        node = node.func if isinstance(node, ast.Call) else node
+        if _is_pytest_attr(node, {"integration", "slow", "gpu"}, under_mark=True):
+            names.add(node.attr)  # type: ignore[attr-defined]
+    return names
+
+
+def integration_tests_not_slow(path: Path) -> list[str]:
+    """`integration` tests (the real starter, a vLLM server) that `-m "not slow"` would run."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    module_marks: set[str] = set()
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
+                                                 for t in node.targets)):
+            value = node.value
+            module_marks |= _marks(list(value.elts) if isinstance(value, ast.List) else [value])
+    return [f"{_relative(path)}:{node.lineno}: {node.name}" for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+            and "integration" in (marks := module_marks | _marks(node.decorator_list))
+            and "slow" not in marks]
+
+
+def test_every_integration_test_is_also_slow() -> None:
+    """The fast tier (`make check`) starts no server and loads no pulled model."""
+    offences = [offence for path in SOURCES for offence in integration_tests_not_slow(path)]
+    assert offences == [], "mark these @pytest.mark.slow too:\n" + "\n".join(offences)
+
+
 def test_no_test_module_imports_another_test_module_or_a_conftest() -> None:
     offences = [offence for path in SOURCES for offence in cross_test_imports(path)]
     assert offences == [], ("move what is shared into tests/helpers/ and import it from there:\n"
@@ -102,6 +133,10 @@ def test_the_checks_find_what_they_forbid(tmp_path: Path) -> None:
     imports = [line.split(": imports ")[1] for line in cross_test_imports(sample)]
     skips = [line.split(": ", 1)[1] for line in own_skips(sample)]
     assert imports == ["tests.train.test_runkey", "tests.conftest", "tests.report.conftest"]
+    sample.write_text("import pytest\n@pytest.mark.integration\ndef test_a():\n    pass\n"
+                      "@pytest.mark.integration\n@pytest.mark.slow\ndef test_b():\n    pass\n",
+                      encoding="utf-8")
+    assert [line.split(": ")[1] for line in integration_tests_not_slow(sample)] == ["test_a"]
     assert skips == ["from pytest import importorskip", "pytest.mark.skipif", "pytest.skip()",
                      'reads "CI" itself']
 

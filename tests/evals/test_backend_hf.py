@@ -144,6 +144,7 @@ def test_vllm_identity_has_the_hf_files_digest_and_its_engine(tiny_llama_dir: Pa
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_batched_generation_equals_one_at_a_time_on_the_starter(
         real_ftci_home: Path) -> None:
     from tests.helpers.starter import starter_dir
@@ -158,6 +159,7 @@ def test_batched_generation_equals_one_at_a_time_on_the_starter(
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_generation_equals_transformers_generate_one_prompt_at_a_time(
         real_ftci_home: Path) -> None:
     """ftci's decoding loop (shared system-prompt prefix computed once, prompts left-padded

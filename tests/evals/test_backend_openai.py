@@ -119,6 +119,7 @@ def backend(vllm_server: VLLMServer) -> Iterator[OpenAIBackend]:
 
 # ---- against the real vLLM server ------------------------------------------------------------
 @pytest.mark.integration
+@pytest.mark.slow
 def test_generate_matches_transformers_greedy(backend: OpenAIBackend,
                                               reference: Reference) -> None:
     assert isinstance(backend, ModelBackend)
@@ -133,6 +134,7 @@ def test_generate_matches_transformers_greedy(backend: OpenAIBackend,
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_generate_honours_stop_and_max_tokens(backend: OpenAIBackend) -> None:
     prompt = chat("What is the capital of Germany?")
     stopped = backend.generate([prompt], GenerationParams(max_new_tokens=24, stop=(" is",)))
@@ -142,6 +144,7 @@ def test_generate_honours_stop_and_max_tokens(backend: OpenAIBackend) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_loglikelihood_is_close_to_transformers(backend: OpenAIBackend,
                                                 reference: Reference) -> None:
     requests = [
@@ -164,6 +167,7 @@ def test_loglikelihood_is_close_to_transformers(backend: OpenAIBackend,
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_completions_mode_uses_no_chat_template(vllm_server: VLLMServer,
                                                 reference: Reference) -> None:
     backend = OpenAIBackend(vllm_server.base_url, vllm_server.model, mode="completions")
@@ -177,6 +181,7 @@ def test_completions_mode_uses_no_chat_template(vllm_server: VLLMServer,
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_classify_is_on_label_and_agrees_with_transformers(backend: OpenAIBackend,
                                                           reference: Reference) -> None:
     items = banking_items(per_label=6)
@@ -494,6 +499,7 @@ def _closed_port() -> int:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_ftci_eval_gates_a_served_endpoint_against_in_process_transformers(
         vllm_server: VLLMServer, starter_dir: Path, tmp_path: Path) -> None:
     """`ftci eval --model http://.../v1#smollm2`: the served starter (bf16) is the candidate,
