@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+from ftci.state import splits_dir
+
 SYSTEM = "Classify the customer message. Answer with the label only."
 
 
@@ -20,9 +22,9 @@ def banking_rows(labels_wanted: int = 3) -> tuple[list[str], list[dict[str, str]
 
 def make_eval_repo(root: Path, base_model: Path | str, *, gates: str = "", n_test: int = 30,
                    suites: str = "[]", labels_wanted: int = 3) -> Path:
-    """Write `.ftci/splits/{train,val,test}.jsonl` (canonical records) and ftci.yaml."""
+    """Write the train, val and test splits (canonical records) and ftci.yaml."""
     labels, rows = banking_rows(labels_wanted)
-    splits = root / ".ftci" / "splits"
+    splits = splits_dir(root)
     splits.mkdir(parents=True, exist_ok=True)
     parts = {"train": rows[:0], "val": rows[n_test:n_test + 10], "test": rows[:n_test]}
     for name, part in parts.items():
