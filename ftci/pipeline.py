@@ -9,8 +9,9 @@ each stage calling the same domain function as its own command. Decisions:
 - The first stage that fails sets the exit code and skips the stages after it, except the
   report: like the workflow's `report` job it always runs (when selected), so a failed data
   check or eval gate still gets its report. The report itself never changes the exit code.
-- Everything lands in one `.ftci/reports/<time>/`: data-check.json, train.json,
-  results.json, junit.xml, report.md, report.html. The report shows only what this invocation
+- Everything lands in one new report directory of the state directory: data-check.json,
+  train.json, results.json, junit.xml, report.md, report.html (the first three are contracts,
+  ftci/contracts/). The report shows only what this invocation
   produced, except stages before `--from`, which show the latest ones (as `ftci report` does).
 """
 
@@ -25,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from ftci.errors import EXIT_GATE_FAILED, EXIT_OK, BadInputError, FtciError
 from ftci.io import atomic_write_text
-from ftci.state import new_report_dir
+from ftci.state import new_report_dir, runs_dir, splits_dir
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
+    from ftci.contracts import TrainResult
 
 STAGES = ("plan", "data", "split", "train", "eval", "report")
 
@@ -166,10 +168,10 @@ def data_stage(pipeline: Pipeline) -> StageResult:
     from ftci.data.check import run_checks
 
     report = run_checks(pipeline.loaded.config, pipeline.root)
-    summary = report.to_dict()
+    summary = report.to_contract()
     path = pipeline.report_dir / "data-check.json"
-    atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
-    counts = summary["counts"]
+    atomic_write_text(path, json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
+    counts = summary.counts()
     headline = (f"{counts['records']:,} records, {counts['errors']:,} error"
                 f"{'s' if counts['errors'] != 1 else ''}, {counts['warnings']:,} warning"
                 f"{'s' if counts['warnings'] != 1 else ''}")
@@ -183,18 +185,19 @@ def data_stage(pipeline: Pipeline) -> StageResult:
 
 def split_stage(pipeline: Pipeline) -> StageResult:
     """The splits `ftci train` keys on: rewritten only when the data or data config changed."""
-    from ftci.train.runkey import DigestCache, current_splits
+    from ftci.digests import DigestCache
+    from ftci.train.runkey import current_splits
 
     digests = DigestCache.load()
     notes: list[str] = []
     current_splits(pipeline.loaded, pipeline.root, digests, notes)
     digests.save()
-    splits_dir = pipeline.root / ".ftci" / "splits"
-    manifest = json.loads((splits_dir / "manifest.json").read_text(encoding="utf-8"))
+    splits = splits_dir(pipeline.root)
+    manifest = json.loads((splits / "manifest.json").read_text(encoding="utf-8"))
     counts = manifest.get("counts", {})
     headline = ", ".join(f"{name} {counts.get(name, 0):,}" for name in ("train", "val", "test"))
     headline += " (rewritten)" if notes else " (unchanged)"
-    return StageResult("split", EXIT_OK, headline, 0.0, {"splits": str(splits_dir)})
+    return StageResult("split", EXIT_OK, headline, 0.0, {"splits": str(splits)})
 
 
 def train_stage(pipeline: Pipeline) -> StageResult:
@@ -203,12 +206,13 @@ def train_stage(pipeline: Pipeline) -> StageResult:
     prepared = prepare_training(pipeline.loaded.path, pipeline.overrides, force=pipeline.force)
     outcome = execute_training(prepared)
     path = pipeline.report_dir / "train.json"
-    atomic_write_text(path, json.dumps(outcome.to_dict(), indent=2, default=str) + "\n")
+    written = outcome.to_contract()
+    atomic_write_text(path, json.dumps(written.to_dict(), indent=2, default=str) + "\n")
     run = outcome.run
     if outcome.cached:
-        headline = f"cache hit {run.key} (trained {run.manifest.get('finished_at', '?')})"
+        headline = f"cache hit {run.key} (trained {written.finished_at or '?'})"
     else:
-        headline = f"trained {run.key}: " + _train_numbers(run.manifest.get("result", {}))
+        headline = f"trained {run.key}: " + _train_numbers(written.result)
     details = [f"warning: {lint.as_problem().render()}" for lint in outcome.lints]
     return StageResult("train", EXIT_OK, headline, 0.0,
                        {"run_dir": str(run.run_dir), "train": str(path)}, details=details)
@@ -223,17 +227,17 @@ def eval_stage(pipeline: Pipeline) -> StageResult:
     if model is None and trained is not None:
         model = trained.outputs["run_dir"]  # this run's model, even if another is newer
     if model is None and latest_run(pipeline.root) is None:
-        raise BadInputError(f"no trained run under {pipeline.root / '.ftci' / 'runs'} to "
+        raise BadInputError(f"no trained run under {runs_dir(pipeline.root)} to "
                             "evaluate", hint="run the train stage first (`ftci run --until "
                             "train`), or pass --model SPEC")
     outcome = run_eval(pipeline.loaded.path, pipeline.overrides, model=model,
                        report_dir=pipeline.report_dir)
-    results = outcome.results or {}
-    gates = results.get("gates") or []
-    failed = sum(not gate.get("passed") for gate in gates)
+    results = outcome.results
+    gates = results.gates if results is not None else []
+    failed = sum(not gate.passed for gate in gates)
     outputs = {"results": str(outcome.report_dir / "results.json"),
                "junit": str(outcome.report_dir / "junit.xml")}
-    if outcome.results is None:
+    if results is None:
         outputs.pop("results")
         headline = "no results written (see the pytest output above)"
     elif failed:
@@ -242,10 +246,10 @@ def eval_stage(pipeline: Pipeline) -> StageResult:
         headline = "the gate passes" if len(gates) == 1 else f"all {len(gates)} gates pass"
     status = ("ok" if outcome.exit_code == EXIT_OK
               else "fail" if outcome.exit_code == EXIT_GATE_FAILED else "error")
-    if outcome.exit_code != EXIT_OK and not failed and outcome.results is not None:
+    if outcome.exit_code != EXIT_OK and not failed and results is not None:
         headline += "; an eval test failed or could not run (see the pytest output above)"
     return StageResult("eval", outcome.exit_code, headline, 0.0, outputs, status=status,
-                       details=summary_lines(results) if gates else [])
+                       details=summary_lines(results) if results is not None and gates else [])
 
 
 def report_stage(pipeline: Pipeline) -> StageResult:
@@ -284,12 +288,12 @@ def _output(stage: StageResult | None, key: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _train_numbers(result: dict[str, Any]) -> str:
+def _train_numbers(result: TrainResult) -> str:
     parts = []
-    if isinstance(result.get("best_val_loss"), (int, float)):
-        parts.append(f"best val loss {result['best_val_loss']:.4f}")
-    if isinstance(result.get("steps"), int):
-        parts.append(f"{result['steps']:,} steps")
-    if isinstance(result.get("tokens_seen"), int):
-        parts.append(f"{result['tokens_seen']:,} tokens")
+    if result.best_val_loss is not None:
+        parts.append(f"best val loss {result.best_val_loss:.4f}")
+    if result.steps is not None:
+        parts.append(f"{result.steps:,} steps")
+    if result.tokens_seen is not None:
+        parts.append(f"{result.tokens_seen:,} tokens")
     return ", ".join(parts) or "done"

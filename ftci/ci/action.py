@@ -15,7 +15,7 @@
   ARGS...`; each option is added only when the command has it and ARGS do not already set it.
   Stage files: the JSON that earlier steps saved (`--data-check`, `--data-diff`, `--run` of
   `ftci report`). Output streams to the log; the JSON is saved to
-  `<config dir>/.ftci/ci-<command>.json`; the step outputs go to `$GITHUB_OUTPUT`; the exit
+  `ci-<command>.json` in the state directory beside the config; the step outputs go to `$GITHUB_OUTPUT`; the exit
   code is ftci's.
 
 Stdlib only at import time, and `install` imports nothing from ftci: it runs before ftci is
@@ -144,7 +144,7 @@ def build_argv(environ: Mapping[str, str], groups: Sequence[str],
     if summary and "--step-summary" in options and "--step-summary" not in args:
         argv.append("--step-summary")
     # FTCI_STAGE_DIR: the artifacts earlier jobs uploaded, downloaded outside the checkout;
-    # then nothing else is read (a pull request can commit files under .ftci/).
+    # then nothing else is read (a pull request can commit files to the state directory).
     stage_dir = environ.get("FTCI_STAGE_DIR", "").strip()
     state = Path(stage_dir) if stage_dir else state_dir(config)
     for option, stage in STAGE_FILES.items():
@@ -179,10 +179,17 @@ def _stage_value(state: Path, stage: str) -> str | None:
     if not isinstance(data, dict) or data.get("ok", True) is False or "json" in data:
         return None
     if stage == "train":
-        run_dir, key = data.get("run_dir"), data.get("run_key")
-        if isinstance(run_dir, str) and Path(run_dir).is_dir():
+        from ftci.contracts import TrainOutcome
+        from ftci.errors import FtciError
+
+        try:  # the `TrainOutcome` contract (a newer major, or not a train output: not used)
+            outcome = TrainOutcome.from_dict(data, source=path)
+        except FtciError:
+            return None
+        run_dir, key = outcome.run_dir, outcome.run_key
+        if Path(run_dir).is_dir():
             return str(path)
-        if isinstance(key, str) and _SAFE_NAME.match(key) and (state / "runs" / key).is_dir():
+        if key is not None and _SAFE_NAME.match(key) and (state / "runs" / key).is_dir():
             return str(state / "runs" / key)
         return None
     if stage == "eval":
@@ -214,10 +221,12 @@ def parse_json_output(text: str) -> Any:
 
 
 def state_dir(config: str) -> Path:
-    """`.ftci/` beside the config file (or inside the config directory)."""
+    """The state directory beside the config file (or inside the config directory)."""
     path = Path(config or "ftci.yaml")
     root = path if path.is_dir() else path.parent
-    return root / ".ftci"
+    from ftci.state import state_dir as state_of  # `run` only: ftci is installed by then
+
+    return state_of(root)
 
 
 def step_outputs(code: int, data: Any, saved: Path | None) -> dict[str, str]:

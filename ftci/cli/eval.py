@@ -62,23 +62,23 @@ def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
         outcome = run_eval(config_path, overrides, model=model, baseline=baseline,
                            suites=suites, limit=limit, use_cache=not no_cache,
                            report_dir=report_dir)
-    results = outcome.results or {}
+    results = outcome.results
+    gates = [gate.to_dict() for gate in results.gates] if results is not None else []
     if as_json:
         emit_json({"exit_code": outcome.exit_code, "report_dir": str(outcome.report_dir),
-                   "passed": results.get("passed"), "gates": [
+                   "passed": results.passed if results is not None else None, "gates": [
                        {k: g[k] for k in ("test", "gate", "metric", "passed", "value",
-                                          "baseline", "comparison")}
-                       for g in results.get("gates", [])]})
+                                          "baseline", "comparison")} for g in gates]})
     else:
         click.echo("")
-        if results.get("gates"):
+        if results is not None and results.gates:
             for line in summary_lines(results):
                 click.echo(line)
-        family = results.get("family")
-        if family:
-            click.echo(f"family: {family['members']} gate(s) settled together ("
-                       f"{family['method']}, family-wise alpha {family['alpha']:g}): "
-                       f"{family['failed']} failed")
+        family = results.family if results is not None else None
+        if family is not None:
+            click.echo(f"family: {family.members} gate(s) settled together ("
+                       f"{family.method}, family-wise alpha {family.alpha or 0:g}): "
+                       f"{family.failed} failed")
         click.echo(f"results: {outcome.report_dir / 'results.json'}")
         click.echo(f"junit:   {outcome.report_dir / 'junit.xml'}")
     if outcome.exit_code != 0:

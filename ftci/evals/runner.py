@@ -1,24 +1,33 @@
 """`ftci eval`: run the eval suites and declarative gates under pytest with the ftci plugin.
 
-Writes `.ftci/reports/<run>/results.json` and `junit.xml`; both, and everything pytest prints,
-are redacted (ftci/redact.py): test ids, assertion messages and captured output carry record
-text and model outputs. Exit codes follow DESIGN.md:
+Writes `results.json` and `junit.xml` into a new report directory of the state directory;
+both, and everything pytest prints, are redacted (ftci/redact.py): test ids, assertion messages
+and captured output carry record text and model outputs. Exit codes follow DESIGN.md:
 0 every gate passed, 1 a gate (test) failed, 2 bad input (config, missing splits or models,
 no suites), 3 pytest's internal error, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftci.config.paths import config_path
-from ftci.errors import BadInputError
+from ftci.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_GATE_FAILED,
+    EXIT_INFRA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BadInputError,
+)
 from ftci.state import new_report_dir
+
+if TYPE_CHECKING:
+    from ftci.contracts import EvalResults
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -27,7 +36,7 @@ BUILTIN_PREFIX = "builtin:"
 class EvalOutcome:
     exit_code: int
     report_dir: Path
-    results: dict[str, Any] | None
+    results: EvalResults | None
     pytest_exit: int
 
 
@@ -135,15 +144,15 @@ def _forget_suite_modules(before: set[str], suites: Sequence[Path], root: Path) 
             del sys.modules[name]
 
 
-def family_failures(results: dict[str, Any] | None) -> dict[str, str]:
+def family_failures(results: EvalResults | None) -> dict[str, str]:
     """{test node id: failure message} of the tests whose gates failed when the family was
     settled, after they had run (their junit.xml entry says they passed)."""
     failures: dict[str, str] = {}
-    for gate in (results or {}).get("gates", []):
-        if gate.get("family") and not gate.get("passed") and gate.get("test"):
-            previous = failures.get(gate["test"])
-            message = str(gate.get("message", ""))
-            failures[gate["test"]] = message if previous is None else f"{previous}\n\n{message}"
+    for gate in results.gates if results is not None else []:
+        if gate.family and not gate.passed and gate.test:
+            previous = failures.get(gate.test)
+            failures[gate.test] = (gate.message if previous is None
+                                   else f"{previous}\n\n{gate.message}")
     return failures
 
 
@@ -192,26 +201,32 @@ def _junit_names(nodeid: str) -> tuple[str, str]:
     return ".".join(names[:-1]), names[-1]
 
 
-def _exit_code(pytest_code: int, results: dict[str, Any] | None) -> int:
-    if pytest_code == 0:
-        return 0
-    if pytest_code == 1:
-        if results and results.get("infra_errors"):  # a model that could not load, ...
-            return 3
-        return 2 if results and results.get("bad_input") else 1
-    if pytest_code == 2:
-        return 130
-    if pytest_code in (4, 5):
-        return 2
-    return 3
+def _exit_code(pytest_code: int, results: EvalResults | None) -> int:
+    """ftci's exit code (ftci/errors.py) for pytest's, and what results.json noted."""
+    from pytest import ExitCode
+
+    if pytest_code == ExitCode.OK:
+        return EXIT_OK
+    if pytest_code == ExitCode.TESTS_FAILED:
+        if results and results.infra_errors:  # a model that could not load, ...
+            return EXIT_INFRA
+        return EXIT_BAD_INPUT if results and results.bad_input else EXIT_GATE_FAILED
+    if pytest_code == ExitCode.INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if pytest_code in (ExitCode.USAGE_ERROR, ExitCode.NO_TESTS_COLLECTED):
+        return EXIT_BAD_INPUT
+    return EXIT_INFRA  # pytest's internal error
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(path: Path) -> EvalResults | None:
+    """The results.json the plugin wrote; None when there is none (pytest stopped before the
+    session's end) or it cannot be read."""
+    from ftci.contracts import EvalResults
+
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return EvalResults.read(path)
+    except BadInputError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 def short_hypothesis(text: Any) -> str:
@@ -221,30 +236,33 @@ def short_hypothesis(text: Any) -> str:
     return one_line(str(text or "")).split(" (", 1)[0]
 
 
-def summary_lines(results: dict[str, Any]) -> list[str]:
+def summary_lines(results: EvalResults) -> list[str]:
     """The table `ftci eval` prints: one line per gate."""
     from ftci.evals.family import p_text
     from ftci.report.escape import one_line
 
     rows = [("gate", "metric", "candidate [bounds]", "baseline", "delta [bounds]", "p (raw)",
              "p (adjusted)", "H0 of p", "result")]
-    for gate in results.get("gates", []):
-        comparison = gate.get("comparison") or {}
-        delta = comparison.get("delta")
-        interval = comparison.get("interval") or {}
+    for gate in results.gates:
+        comparison = gate.comparison
+        delta = comparison.delta if comparison is not None else None
+        interval = comparison.interval if comparison is not None else None
         delta_text = "" if delta is None else f"{delta:+.4f}"
-        if delta is not None and "low" in interval:
-            delta_text += f" [{interval['low']:+.4f}, {interval['high']:+.4f}]"
-        p_value = gate.get("p_value", comparison.get("p_value"))
-        low, high = (gate.get("interval") or [None, None])[:2]
-        value = f"{gate['value']:.4f}" + ("" if low is None else f" [{low:.4f}, {high:.4f}]")
-        adjusted = p_text(gate.get("p_adjusted")) or ("—" if gate.get("family") is False
-                                                       and p_value is not None else "")
-        rows.append((one_line(gate["gate"]), one_line(gate["metric"]), value,
-                     "" if gate.get("baseline") is None else f"{gate['baseline']:.4f}",
+        if delta is not None and interval is not None and interval.low is not None \
+                and interval.high is not None:
+            delta_text += f" [{interval.low:+.4f}, {interval.high:+.4f}]"
+        p_value = gate.raw_p
+        low, high = (gate.interval or [None, None])[:2]
+        value = "—" if gate.value is None else f"{gate.value:.4f}"
+        if low is not None and high is not None:
+            value += f" [{low:.4f}, {high:.4f}]"
+        adjusted = p_text(gate.p_adjusted) or ("—" if gate.family is False
+                                                and p_value is not None else "")
+        rows.append((one_line(gate.gate), one_line(gate.metric), value,
+                     "" if gate.baseline is None else f"{gate.baseline:.4f}",
                      delta_text, p_text(p_value), adjusted,
-                     short_hypothesis(gate.get("hypothesis") or comparison.get("hypothesis")),
-                     "pass" if gate["passed"] else "FAIL"))
+                     short_hypothesis(gate.null_hypothesis),
+                     "pass" if gate.passed else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
             for row in rows]
