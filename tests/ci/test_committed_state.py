@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from ftci.ci.plan import make_plan
 from ftci.cli import main
 from ftci.config import load_config
+from ftci.digests import DigestCache, canonical_json
 from ftci.state import committed_state
 from ftci.train.runkey import compute_run_inputs
 from tests.helpers.git import git

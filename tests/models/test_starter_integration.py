@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from ftci.digests import sha256_file
 from ftci.errors import InfraError
 from ftci.models.catalog import STARTERS
 from ftci.models.home import models_dir
 from ftci.models.manifest import MANIFEST_NAME
 from ftci.models.starter import pull_starter
-
 from tests.helpers.skips import skip_or_fail
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NAME = "smollm2-135m-instruct"

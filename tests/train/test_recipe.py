@@ -145,11 +145,13 @@ def test_batched_greedy_answers_match_one_at_a_time(tiny_llama_dir: Path, tmp_pa
     """Left padding does not change what the quick metric decodes."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ftci.data.split import read_split_records
+    from ftci.state import split_path
     from ftci.train.callbacks import LabelAccuracy
-    from ftci.train.collate import ensure_distinct_pad, read_split
+    from ftci.train.collate import ensure_distinct_pad
 
     make_project(tmp_path, tiny_llama_dir, n_train=0, n_val=6)
-    records = read_split(tmp_path / ".ftci" / "splits", "val")
+    records = read_split_records(split_path(tmp_path, "val"))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir), local_files_only=True)
     ensure_distinct_pad(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir), local_files_only=True)

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from ftci.config import load_config
+from ftci.digests import DigestCache
 from ftci.train.runkey import (
     RunInputs,
     compute_run_inputs,
     device_class,
     package_versions,
 )
-
 from tests.helpers.train_repo import make_repo, write_records
+
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
 
 
