@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from ftci.contracts.results import Gate, GateItem, WorstItem
 from ftci.evals.types import MetricResult
 from ftci.redact import redact_text, redact_value
 
 WORST_ITEMS = 5
+_View = TypeVar("_View", GateItem, WorstItem)
 
 
 @dataclass
@@ -54,8 +56,8 @@ class GateRecord:
     baseline: float | None = None
     comparison: dict[str, Any] | None = None
     message: str = ""
-    worst: list[dict[str, Any]] = field(default_factory=list)
-    items: list[dict[str, Any]] = field(default_factory=list)  # per-item outputs and scores
+    worst: list[WorstItem] = field(default_factory=list)
+    items: list[GateItem] = field(default_factory=list)  # every item: input, outputs, scores
     eval_set_hash: str | None = None
     family: bool = False  # in the session's family: `passed` is settled at its end (Holm)
     p_value: float | None = None  # raw, one-sided, for `hypothesis`
@@ -70,19 +72,29 @@ class GateRecord:
         self.gate = redact_text(self.gate)
         self.metric = redact_text(self.metric)
         self.message = redact_text(self.message)
-        self.worst = redact_value(self.worst)
-        self.items = redact_value(self.items)
+        self.worst = [_redacted(view) for view in self.worst]
+        self.items = [_redacted(item) for item in self.items]
+
+    def to_contract(self) -> Gate:
+        return Gate(test=self.test, gate=self.gate, metric=self.metric, passed=self.passed,
+                    value=self.value, n=self.n, interval=list(self.interval),
+                    confidence=self.confidence, threshold=self.threshold,
+                    baseline=self.baseline, comparison=self.comparison, message=self.message,
+                    worst=self.worst, eval_set_hash=self.eval_set_hash, family=self.family,
+                    p_value=self.p_value, p_adjusted=self.adjusted_p,
+                    hypothesis=self.hypothesis, bound=self.bound, strict=self.strict,
+                    items=self.items)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"test": self.test, "gate": self.gate, "metric": self.metric,
-                "passed": self.passed, "value": self.value, "n": self.n,
-                "interval": list(self.interval), "confidence": self.confidence,
-                "threshold": self.threshold, "baseline": self.baseline,
-                "comparison": self.comparison, "message": self.message, "worst": self.worst,
-                "eval_set_hash": self.eval_set_hash, "family": self.family,
-                "p_value": self.p_value, "p_adjusted": self.adjusted_p,
-                "hypothesis": self.hypothesis, "bound": self.bound, "strict": self.strict,
-                "items": self.items}
+        return self.to_contract().to_dict()
+
+
+def _redacted(view: _View) -> _View:
+    """`view` with every string redacted; the fields it was given stay the ones it writes."""
+    given = set(view.model_fields_set)
+    copy = type(view).model_validate(redact_value(view.model_dump()))
+    copy.model_fields_set.update(given)
+    return copy
 
 
 @dataclass
@@ -244,24 +256,40 @@ def expect(result: MetricResult) -> Expectation:
     return Expectation(result)
 
 
-def _items(result: MetricResult, baseline: MetricResult | None = None
-           ) -> list[dict[str, Any]]:
+def _items(result: MetricResult, baseline: MetricResult | None = None) -> list[GateItem]:
+    """Every item the gate scored: input, digest, expected, and each model's output and score
+    (the baseline's null where the gate has none)."""
     rows = []
     for index, item_id in enumerate(result.item_ids):
-        row: dict[str, Any] = {"id": item_id, "score": float(result.item_scores[index])}
-        if result.predictions:
-            row["output"] = result.predictions[index]
-        if result.references:
-            row["expected"] = result.references[index]
-        if baseline is not None and index < baseline.n:
-            row["baseline_score"] = float(baseline.item_scores[index])
-            if baseline.predictions:
-                row["baseline_output"] = baseline.predictions[index]
-        rows.append(row)
+        fields: dict[str, Any] = {
+            "id": item_id, "score": float(result.item_scores[index]),
+            "output": result.predictions[index] if result.predictions else None,
+            "expected": result.references[index] if result.references else None}
+        if baseline is not None:  # a comparison: both models' outputs and scores
+            paired = index < baseline.n
+            fields["baseline_score"] = float(baseline.item_scores[index]) if paired else None
+            fields["baseline_output"] = (baseline.predictions[index]
+                                         if paired and baseline.predictions else None)
+        fields["input"] = result.inputs[index] if result.inputs else None
+        fields["digest"] = _digest(result, index)
+        rows.append(GateItem(**fields))
     return rows
 
 
-def _worst_single(result: MetricResult) -> list[dict[str, Any]]:
+def _digest(result: MetricResult, index: int) -> str:
+    """The test item's digest (ftci.evals.testset.item_digest); for items that come from no
+    test set (forgetting passages, lm-eval samples) the sha256 of their id, input and
+    reference."""
+    if index < len(result.item_digests):
+        return result.item_digests[index]
+    from ftci.digests import sha256_json
+
+    return sha256_json([result.item_ids[index],
+                        result.inputs[index] if index < len(result.inputs) else None,
+                        result.references[index] if index < len(result.references) else None])
+
+
+def _worst_single(result: MetricResult) -> list[WorstItem]:
     order = np.argsort(result.item_scores if result.higher_is_better else -result.item_scores,
                        kind="stable")
     worst = []
@@ -274,7 +302,7 @@ def _worst_single(result: MetricResult) -> list[dict[str, Any]]:
     return worst
 
 
-def _worst_paired(candidate: MetricResult, baseline: MetricResult) -> list[dict[str, Any]]:
+def _worst_paired(candidate: MetricResult, baseline: MetricResult) -> list[WorstItem]:
     sign = 1.0 if candidate.higher_is_better else -1.0
     if len(candidate.item_scores) != len(baseline.item_scores):
         return []
@@ -283,20 +311,20 @@ def _worst_paired(candidate: MetricResult, baseline: MetricResult) -> list[dict[
     for index in np.argsort(-loss, kind="stable")[:WORST_ITEMS]:
         if loss[index] <= 0:
             break
-        view = _item_view(candidate, int(index), candidate_score=float(
-            candidate.item_scores[index]))
-        view["baseline"] = baseline.predictions[index] if baseline.predictions else None
-        view["baseline_score"] = float(baseline.item_scores[index])
-        worst.append(view)
+        worst.append(_item_view(
+            candidate, int(index), candidate_score=float(candidate.item_scores[index]),
+            baseline=baseline.predictions[index] if baseline.predictions else None,
+            baseline_score=float(baseline.item_scores[index])))
     return worst
 
 
-def _item_view(result: MetricResult, index: int, *, candidate_score: float) -> dict[str, Any]:
-    return {"id": result.item_ids[index],
-            "input": result.inputs[index] if result.inputs else None,
-            "expected": result.references[index] if result.references else None,
-            "candidate": result.predictions[index] if result.predictions else None,
-            "candidate_score": candidate_score}
+def _item_view(result: MetricResult, index: int, *, candidate_score: float,
+               **paired: Any) -> WorstItem:
+    return WorstItem(id=result.item_ids[index],
+                     input=result.inputs[index] if result.inputs else None,
+                     expected=result.references[index] if result.references else None,
+                     candidate=result.predictions[index] if result.predictions else None,
+                     candidate_score=candidate_score, **paired)
 
 
 def failure_text(record: GateRecord) -> str:
@@ -305,11 +333,11 @@ def failure_text(record: GateRecord) -> str:
     if record.worst:
         lines.append("worst items:")
         for view in record.worst:
-            lines.append(f"  - [{view['id']}] input: {_clip(view['input'])}")
-            lines.append(f"    expected: {_clip(view['expected'])} | candidate: "
-                         f"{_clip(view['candidate'])}"
-                         + (f" | baseline: {_clip(view['baseline'])}" if "baseline" in view
-                            else ""))
+            lines.append(f"  - [{view.id}] input: {_clip(view.input)}")
+            lines.append(f"    expected: {_clip(view.expected)} | candidate: "
+                         f"{_clip(view.candidate)}"
+                         + (f" | baseline: {_clip(view.baseline)}"
+                            if "baseline" in view.model_fields_set else ""))
     return "\n".join(lines)
 
 
