@@ -16,6 +16,9 @@ from ftci.cli.base import FtciGroup
 from ftci.errors import GateFailed, InfraError
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "vllm", "lm_eval")
+# What the lean install (`pip install ftci`, the CPU data job) does not have.
+EXTRAS_ONLY = (*HEAVY, "accelerate", "safetensors", "huggingface_hub", "gguf", "matplotlib")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_version_and_help() -> None:
@@ -107,3 +110,35 @@ def test_python_dash_m_entry_point() -> None:
     done = subprocess.run([sys.executable, "-m", "ftci", "--version"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == f"ftci {__version__}"
+
+
+@pytest.mark.parametrize("args", [
+    ["data", "check", "-c", "{repo}"], ["data", "split", "-c", "{repo}"],
+    ["data", "stats", "-c", "{repo}"], ["plan", "-c", "{repo}", "--base", "HEAD"],
+    ["report", "-c", "{repo}"], ["config", "show", "{repo}"], ["models", "list"],
+    ["eval", "--plan", "-c", "{repo}"],
+])
+def test_cpu_commands_import_no_extra(tmp_path: Path, args: list[str]) -> None:
+    """The commands of the GitHub-hosted data and report jobs, on a real example repository
+    (its starter not pulled here, as on that runner), import nothing an extra brings."""
+    import shutil
+
+    from tests.helpers.git import git
+
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "examples" / "banking-intents", repo,
+                    ignore=shutil.ignore_patterns(".ftci"))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "example")
+    argv = [arg.replace("{repo}", str(repo)) for arg in args]
+    code = (
+        "import sys\n"
+        "from ftci.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as exit:\n    code = exit.code\n"
+        f"heavy = [m for m in {EXTRAS_ONLY!r} if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy) + ';CODE=' + str(code), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=repo)
+    assert done.stderr.rstrip().endswith("HEAVY=;CODE=0"), done.stderr[-2000:]
