@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
+from ftci.errors import EXIT_BAD_INPUT, EXIT_OK
 from ftci.state import display, splits_dir
 
 if TYPE_CHECKING:
@@ -197,4 +198,4 @@ def convert_command(ctx: click.Context, out: Path, config_path: Path | None,
         if result.problems:
             click.echo(f"skipped {len(result.problems)} unreadable record(s); "
                        "`ftci data check` lists them", err=True)
-    ctx.exit(2 if result.unreadable else 0)
+    ctx.exit(EXIT_BAD_INPUT if result.unreadable else EXIT_OK)

@@ -4,17 +4,35 @@ errors under `--strict`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from ftci.config.loader import KeyPath, LoadedConfig
 from ftci.errors import Lint
 from ftci.models.catalog import STARTER_PREFIX
+
+if TYPE_CHECKING:
+    from ftci.config.schema import FtciConfig
+
+KeyPath = tuple[str | int, ...]
+
+
+class Located(Protocol):
+    """What a lint needs of a loaded config (ftci.config.loader.LoadedConfig, which calls the
+    lints: so this module never imports the loader)."""
+
+    config: FtciConfig
+    path: Path
+
+    @property
+    def root(self) -> Path: ...
+
+    def position(self, key: KeyPath) -> tuple[int | None, int | None]: ...
 
 MAX_SENSIBLE_RANK = 64
 MAX_SENSIBLE_EPOCHS = 3
 MAX_SENSIBLE_LEARNING_RATE = 1e-3
 
 
-def lint_config(loaded: LoadedConfig) -> list[Lint]:
+def lint_config(loaded: Located) -> list[Lint]:
     config = loaded.config
     train = config.train
     lints: list[Lint] = []

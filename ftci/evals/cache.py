@@ -13,13 +13,13 @@ Key = sha256 of the JSON list
 Several tests (or a rerun) on the same model share one generation pass. `KEY_FORMAT` is bumped
 whenever what a key covers changes, so older entries are never read again.
 
-Stored in SQLite (`.ftci/cache/eval-outputs.sqlite`): each batch commits in one transaction,
-so a killed eval keeps what it finished and never leaves a half-written entry.
+Stored in SQLite (`eval-outputs.sqlite` in the state directory's cache): each batch commits
+in one transaction, so a killed eval keeps what it finished and never leaves a half-written
+entry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -28,13 +28,21 @@ from pathlib import Path
 from typing import Any
 
 KEY_FORMAT = 2  # 2: runtime in the identity, the chat template in the key
+FILENAME = "eval-outputs.sqlite"
+
+
+def cache_path(root: Path) -> Path:
+    """The output cache of the repository whose ftci.yaml lies in `root`."""
+    from ftci.state import cache_dir
+
+    return cache_dir(root) / FILENAME
 
 
 def cache_key(identity: str, backend: str, operation: str, payload: Any, *,
               chat_template_sha256: str | None = None) -> str:
-    text = json.dumps([KEY_FORMAT, identity, backend, chat_template_sha256, operation, payload],
-                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    from ftci.digests import sha256_json
+
+    return sha256_json([KEY_FORMAT, identity, backend, chat_template_sha256, operation, payload])
 
 
 class OutputCache:

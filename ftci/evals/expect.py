@@ -17,7 +17,7 @@ Floors (`at_least`, `at_most`) take `strict`:
   the burden of proof is on the candidate, as with `better_than`.
 - "point": compare the point estimate alone, with no statistics (and say so).
 
-Inside `ftci eval` (the plugin sets `RECORDER.family`), the tests whose rejection means
+Inside `ftci eval` (its session's recorder has `family` set), the tests whose rejection means
 failure, `not_worse_than` and "test" floors, form one family whose verdicts wait for the end
 of the session: Holm's step-down over all of them (ftci/evals/family.py) decides which fail,
 so a healthy model fails any of them at most `eval.alpha` of the time. The others decide at
@@ -27,6 +27,7 @@ once, at 1 - confidence.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -99,16 +100,42 @@ def _redacted(view: _View) -> _View:
 
 @dataclass
 class Recorder:
-    """Where expectations are recorded, and how they decide: the eval session owns one (the
-    plugin points `RECORDER` at it); outside a session each expectation decides at once."""
+    """Where expectations are recorded, and how they decide: each eval session owns one and
+    activates it while it runs, so a suite's `expect()` finds it; outside a session each
+    expectation decides at once and is kept nowhere."""
 
     records: list[GateRecord] = field(default_factory=list)
     family: bool = False  # defer the family's verdicts to the end of the session
     min_items: int | None = None  # fewest paired items a bootstrap comparison accepts
 
+    def activate(self) -> Token[Recorder | None]:
+        """Make this the recorder `expect()` uses in this context, until `deactivate`."""
+        return _ACTIVE.set(self)
 
-RECORDER = Recorder()
+    @staticmethod
+    def deactivate(token: Token[Recorder | None]) -> None:
+        """Restore the recorder that was active before (an outer session's, or none)."""
+        try:
+            _ACTIVE.reset(token)
+        except ValueError:  # activated in another context: restore its predecessor anyway
+            _ACTIVE.set(None if token.old_value is Token.MISSING else token.old_value)
+
+    def min_items_keyword(self) -> dict[str, int]:
+        """compare()/floor_test() keyword for the session's eval.min_items (else their
+        default)."""
+        return {} if self.min_items is None else {"min_items": self.min_items}
+
+
+# the active session's recorder: context-local, so nested sessions (pytester) and threads
+# each see their own, and none outlives the session that activated it
+_ACTIVE: ContextVar[Recorder | None] = ContextVar("ftci_eval_recorder", default=None)
 Floor = Literal["test", "point", "bound"]
+
+
+def active_recorder() -> Recorder:
+    """The running session's recorder; outside one, a fresh recorder that decides at once."""
+    recorder = _ACTIVE.get()
+    return Recorder() if recorder is None else recorder
 
 
 def current_test() -> str:
@@ -116,8 +143,11 @@ def current_test() -> str:
 
 
 class Expectation:
-    def __init__(self, result: MetricResult) -> None:
+    def __init__(self, result: MetricResult, *, recorder: Recorder | None = None,
+                 test: str | None = None) -> None:
         self.result = result
+        self.recorder = active_recorder() if recorder is None else recorder
+        self.test = test  # the test it is recorded for (default: pytest's current test)
 
     def at_least(self, threshold: float, *, strict: Floor = "test",
                  use_lower_bound: bool = False, confidence: float = 0.95) -> MetricResult:
@@ -163,11 +193,11 @@ class Expectation:
         family = False
         if strict == "test":
             test = floor_test(result, threshold, side="at_least" if at_least else "at_most",
-                              confidence=confidence, **_min_items())
+                              confidence=confidence, **self.recorder.min_items_keyword())
             passed = not test.failed_at(1 - confidence)
             p_value, hypothesis, bound = test.p_value, test.hypothesis, test.bound
             low, high = _bounds(result, confidence, known=bound)
-            family = RECORDER.family
+            family = self.recorder.family
             gate = f"{word} {threshold:g}"
             rule = (f"fails when the data show it {'below' if at_least else 'above'} "
                     f"{threshold:g} (p={p_text(p_value)} tests {hypothesis})")
@@ -188,8 +218,8 @@ class Expectation:
         headline = (f"{result.name} = {result.value:.4f} "
                     f"[one-sided {confidence:.0%} bounds {low.value:.4f}, {high.value:.4f}], "
                     f"n={result.n}; expected {gate}: {rule}")
-        record = GateRecord(current_test(), gate, result.name, bool(passed), result.value,
-                            result.n, (low.value, high.value), confidence,
+        record = GateRecord(self.test or current_test(), gate, result.name, bool(passed),
+                            result.value, result.n, (low.value, high.value), confidence,
                             threshold=threshold, message=headline,
                             worst=_worst_single(result), items=_items(result),
                             eval_set_hash=result.eval_set_hash, family=family,
@@ -205,18 +235,19 @@ class Expectation:
 
         result = self.result
         comparison = compare(result, baseline, test=test, margin=margin, confidence=confidence,
-                             **_min_items())
+                             **self.recorder.min_items_keyword())
         low, high = _bounds(result, confidence)
         gate = ("not worse than baseline" if test == "non_inferiority"
                 else "better than baseline") + (f" (margin {margin:g})" if margin else "")
         headline = f"{result.name}: expected {gate}\n{comparison.describe()}"
-        record = GateRecord(current_test(), gate, result.name, bool(comparison.passed),
+        record = GateRecord(self.test or current_test(), gate, result.name,
+                            bool(comparison.passed),
                             result.value, result.n, (low.value, high.value), confidence,
                             baseline=baseline.value, comparison=comparison.to_dict(),
                             message=headline, worst=_worst_paired(result, baseline),
                             items=_items(result, baseline),
                             eval_set_hash=result.eval_set_hash,
-                            family=RECORDER.family and test == "non_inferiority",
+                            family=self.recorder.family and test == "non_inferiority",
                             p_value=comparison.p_value, hypothesis=comparison.hypothesis,
                             bound=None if comparison.bound is None
                             else comparison.bound.to_dict())
@@ -225,7 +256,7 @@ class Expectation:
     def _decide(self, record: GateRecord) -> MetricResult:
         """Record; raise now unless the verdict waits for the family (the session's end)."""
         __tracebackhide__ = True
-        RECORDER.records.append(record)
+        self.recorder.records.append(record)
         if not record.family and not record.passed:
             raise AssertionError(failure_text(record))
         return self.result
@@ -244,16 +275,14 @@ def _bounds(result: MetricResult, confidence: float, *, known: Any = None
     return low, high
 
 
-def _min_items() -> dict[str, int]:
-    """compare()/floor_test() keyword for the session's eval.min_items (else their default)."""
-    return {} if RECORDER.min_items is None else {"min_items": RECORDER.min_items}
-
-
-def expect(result: MetricResult) -> Expectation:
+def expect(result: MetricResult, *, recorder: Recorder | None = None,
+           test: str | None = None) -> Expectation:
+    """Expectations on `result`, recorded in `recorder` (default: the running session's) for
+    `test` (default: pytest's current test)."""
     if not isinstance(result, MetricResult):
         raise TypeError(f"expect() takes a metric result (e.g. accuracy(preds, testset)), "
                         f"got {type(result).__name__}")
-    return Expectation(result)
+    return Expectation(result, recorder=recorder, test=test)
 
 
 def _items(result: MetricResult, baseline: MetricResult | None = None) -> list[GateItem]:

@@ -19,13 +19,13 @@ are compared item by item with a paired non-inferiority test.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from weakref import WeakKeyDictionary
 
+from ftci.digests import sha256_text
 from ftci.errors import BadInputError
 from ftci.evals.types import MetricResult, scores_array
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
     from ftci.evals.backends.hf import HFBackend
     from ftci.evals.model import EvalModel, ModelRef
-    from ftci.evals.plugin import EvalSession
+    from ftci.evals.session import EvalSession
 
 PASSAGES_RESOURCE = "generic_passages.jsonl"
 METRICS = ("kl_divergence", "loglik_drift")
@@ -107,7 +107,7 @@ def configured_passages(loaded: LoadedConfig) -> list[dict[str, str]]:
 
 def passages_hash(passages: Sequence[dict[str, str]]) -> str:
     text = json.dumps([[p["id"], p["text"]] for p in passages], ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_text(text)
 
 
 # ---- scoring -------------------------------------------------------------------------------------

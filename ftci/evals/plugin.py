@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +26,8 @@ import pytest
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
-    from ftci.evals.model import EvalModel, PromptSetting
+    from ftci.evals.model import EvalModel
+    from ftci.evals.session import EvalSession
     from ftci.evals.testset import Testset
 
 
@@ -51,145 +50,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Do not read or write the eval output cache.")
 
 
-@dataclass(eq=False)  # registered as a pytest plugin object: must stay hashable
-class EvalSession:
-    """What one pytest session shares: the config, test sets, models and the output cache."""
+class _SessionHooks:
+    """The session's per-test hooks: each test's outcome, for results.json."""
 
-    pytest_config: pytest.Config
-    started: float = field(default_factory=time.time)
-    bad_input: list[str] = field(default_factory=list)
-    infra_errors: list[str] = field(default_factory=list)
-    records: list[Any] = field(default_factory=list)  # GateRecords of this session
-    recorder: Any = None  # expect.Recorder writing into `records`
-    previous_recorder: Any = None
-    family: dict[str, Any] | None = None  # how the family was settled (results.json)
-    outcomes: dict[str, str] = field(default_factory=dict)
-    _loaded: Any = None
-    _prompt: Any = None
-    _testsets: dict[str, Any] = field(default_factory=dict)
-    _models: dict[str, Any] = field(default_factory=dict)
-    _cache: Any = None
-    _outputs: dict[tuple[str, str, str], list[Any]] = field(default_factory=dict)
+    def __init__(self, session: EvalSession) -> None:
+        self.session = session
 
-    def option(self, name: str) -> Any:
-        return self.pytest_config.getoption(name)
-
-    @property
-    def loaded(self) -> LoadedConfig:
-        if self._loaded is None:
-            from ftci.config import load_config
-
-            path = self.option("ftci_config")
-            self._loaded = load_config(path, self.option("ftci_set"), lint=False)
-            if self.recorder is not None:
-                self.recorder.min_items = self._loaded.config.eval.min_items
-        return self._loaded
-
-    def testset(self, split: str) -> Testset:
-        if split not in self._testsets:
-            from ftci.evals.testset import load_testset
-
-            config = self.loaded.config
-            path = self.loaded.root / ".ftci" / "splits" / f"{split}.jsonl"
-            testset = load_testset(path, name=split, labels=config.task.labels,
-                                   system_prompt=self.prompt().system_prompt,
-                                   task_type=config.task.type, limit=self.option("ftci_limit"))
-            if not len(testset):
-                from ftci.errors import BadInputError
-
-                raise BadInputError(f"{path} holds no items",
-                                    hint="add data or change data.split so the split is "
-                                         "not empty")
-            self._testsets[split] = testset
-        return self._testsets[split]
-
-    @property
-    def cache(self) -> Any:
-        if self._cache is None and not self.option("ftci_no_cache"):
-            from ftci.evals.cache import OutputCache
-
-            self._cache = OutputCache(self.loaded.root / ".ftci" / "cache" /
-                                      "eval-outputs.sqlite")
-        return self._cache
-
-    def prompt(self) -> PromptSetting:
-        """The chat template and system prompt the candidate is evaluated with (a run's own,
-        else ftci.yaml's): the baseline and the test set get the same, so a paired comparison
-        never mixes a model change with a prompt change."""
-        if self._prompt is None:
-            from ftci.errors import BadInputError
-            from ftci.evals.resolve import candidate_prompt, config_prompt
-
-            try:
-                self._prompt = candidate_prompt(self.option("ftci_model"), self.loaded)
-            except BadInputError:  # no candidate yet: a suite may use the test set alone
-                self._prompt = config_prompt(self.loaded)
-        return self._prompt
-
-    def model(self, role: str) -> EvalModel:
-        if role not in self._models:
-            from ftci.evals.model import EvalModel
-            from ftci.evals.resolve import resolve_model
-
-            spec = {"candidate": self.option("ftci_model"), "base": "base",
-                    "baseline": self.option("ftci_baseline") or self.loaded.config.eval.baseline
-                    }[role]
-            prompt = None if role == "candidate" else self.prompt()
-            self._models[role] = EvalModel(
-                resolve_model(spec, role=role, loaded=self.loaded, prompt=prompt), self.cache,
-                max_new_tokens=self.loaded.config.eval.max_new_tokens)
-        return self._models[role]
-
-    def outputs(self, role: str, split: str) -> list[Any]:
-        """The task's default outputs for a split: labels (classification) or generations."""
-        key = (role, split, "default")
-        if key not in self._outputs:
-            model, testset = self.model(role), self.testset(split)
-            if testset.task_type == "classification":
-                self._outputs[key] = model.classify(testset)
-            else:
-                self._outputs[key] = model.generate(testset)
-        return self._outputs[key]
-
-    # hooks of this session (registered as a plugin object in pytest_configure)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcomes = self.session.outcomes
         if report.when == "call":
-            self.outcomes[report.nodeid] = report.outcome
+            outcomes[report.nodeid] = report.outcome
         elif report.outcome == "failed":  # a fixture (setup) or teardown error
-            self.outcomes[report.nodeid] = "error"
+            outcomes[report.nodeid] = "error"
         elif report.outcome == "skipped":
-            self.outcomes[report.nodeid] = "skipped"
-
-    def close(self) -> None:
-        for model in self._models.values():
-            model.close()
-        if self._cache is not None:
-            self._cache.close()
+            outcomes[report.nodeid] = "skipped"
 
 
-SESSION_KEY = pytest.StashKey[EvalSession]()
+SESSION_KEY = pytest.StashKey["EvalSession"]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from ftci.evals import expect
+    from ftci.evals.session import EvalSession
 
-    state = EvalSession(config)
-    config.stash[SESSION_KEY] = state
-    config.pluginmanager.register(state, "ftci-eval-session")
-    # expectations go to this session's recorder (pytester runs sessions inside sessions; each
-    # restores its outer one when it ends). An ftci run (--ftci-config) defers the family's
-    # verdicts to the session's end; a plain pytest run decides each expectation at once.
-    state.recorder = expect.Recorder(state.records,
-                                     family=config.getoption("ftci_config") is not None)
-    state.previous_recorder, expect.RECORDER = expect.RECORDER, state.recorder
+    # an ftci run (--ftci-config) defers the family's verdicts to the session's end; a plain
+    # pytest run decides each expectation at once
+    session = EvalSession(config_path=config.getoption("ftci_config"),
+                          overrides=config.getoption("ftci_set"),
+                          candidate_spec=config.getoption("ftci_model"),
+                          baseline_spec=config.getoption("ftci_baseline"),
+                          limit=config.getoption("ftci_limit"),
+                          use_cache=not config.getoption("ftci_no_cache"),
+                          defer_family=config.getoption("ftci_config") is not None)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(_SessionHooks(session), "ftci-eval-session")
+    # suites' expectations go to this session's recorder until pytest_unconfigure (pytester
+    # runs sessions inside sessions: each restores its outer one when it ends)
+    session.activate()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from ftci.evals import expect
-
-    state = config.stash.get(SESSION_KEY, None)
-    if state is not None and state.previous_recorder is not None:
-        expect.RECORDER = state.previous_recorder
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.deactivate()
 
 
 def _session(request: pytest.FixtureRequest) -> EvalSession:
@@ -275,31 +177,13 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 class GatesFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         from ftci.config import load_config
+        from ftci.evals.gates import gate_name
 
         session: EvalSession = self.config.stash[SESSION_KEY]
-        loaded = load_config(self.path, session.option("ftci_set"), lint=False)
+        loaded = load_config(self.path, session.overrides, lint=False)
         for index, gate in enumerate(loaded.config.eval.gates):
             yield GateItem.from_parent(self, name=f"gate[{gate_name(gate, index)}]",
                                        gate=gate)
-
-
-def gate_name(gate: Any, index: int) -> str:
-    if gate.name:
-        return str(gate.name)
-    parts = [gate.metric]
-    if gate.per_class:
-        parts.append("[each class]")
-    elif gate.metric == "recall" and "label" in gate.params:
-        parts.append(f"[{gate.params['label']}]")
-    if gate.min is not None:
-        parts.append(f">={gate.min:g}")
-    if gate.max is not None:
-        parts.append(f"<={gate.max:g}")
-    if gate.not_worse_than:
-        parts.append(f"~baseline-{gate.margin:g}" if gate.margin else "~baseline")
-    if gate.better_than:
-        parts.append(f">baseline+{gate.margin:g}" if gate.margin else ">baseline")
-    return "".join(parts)
 
 
 class GateItem(pytest.Item):
@@ -308,63 +192,25 @@ class GateItem(pytest.Item):
         self.gate = gate
 
     def runtest(self) -> None:
-        from ftci.evals.metrics import class_labels
+        """The gate on the session (ftci/evals/gates.py); family members are settled at the
+        end of the session, the other failures fail the item now."""
+        from ftci.errors import GateAssertion
+        from ftci.evals.gates import evaluate_gate
 
         session: EvalSession = self.config.stash[SESSION_KEY]
-        gate = self.gate
-        if gate.per_class:  # one floor per class of the split, each a member of the family
-            testset = guard(session, lambda: session.testset(gate.split))
-            params = [{**gate.params, "label": label} for label in class_labels(testset)]
-        else:
-            params = [gate.params]
-        failures = [failure for each in params for failure in self._check(session, each)]
-        if failures:
-            raise GateFailed("\n\n".join(failures))
-
-    def _check(self, session: EvalSession, params: dict[str, Any]) -> list[str]:
-        """The gate's criteria on one metric result; the failures that are decided now (family
-        members are settled at the end of the session)."""
-        from ftci.evals.expect import expect
-        from ftci.evals.gates import gate_metric
-
-        gate = self.gate
-        result = guard(session, lambda: gate_metric(session, "candidate", gate.metric,
-                                                    gate.split, params))
-        needs_baseline = gate.not_worse_than or gate.better_than
-        base = guard(session, lambda: gate_metric(session, "baseline", gate.metric, gate.split,
-                                                  params)) if needs_baseline else None
-        checks = []
-        if gate.min is not None:
-            checks.append(lambda: expect(result).at_least(gate.min, strict=gate.strict,
-                                                           confidence=gate.confidence))
-        if gate.max is not None:
-            checks.append(lambda: expect(result).at_most(gate.max, strict=gate.strict,
-                                                         confidence=gate.confidence))
-        if gate.not_worse_than and base is not None:
-            checks.append(lambda: expect(result).not_worse_than(
-                base, gate.margin, confidence=gate.confidence))
-        if gate.better_than and base is not None:
-            checks.append(lambda: expect(result).better_than(
-                base, gate.margin, confidence=gate.confidence))
-        failures = []
-        for check in checks:
-            try:
-                guard(session, check)  # e.g. too few items to compare: bad input, exit 2
-            except AssertionError as exc:
-                failures.append(str(exc))
-        return failures
+        verdict = guard(session, lambda: evaluate_gate(session, self.gate, self.nodeid))
+        if verdict.failures:
+            raise GateAssertion("\n\n".join(verdict.failures))
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
-        if isinstance(excinfo.value, GateFailed):
+        from ftci.errors import GateAssertion
+
+        if isinstance(excinfo.value, GateAssertion):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"gate {self.name}"
-
-
-class GateFailed(AssertionError):
-    """A declarative gate's failure (its message is the whole report)."""
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -387,31 +233,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def settle(session: pytest.Session, state: EvalSession) -> None:
-    """Decide the family's verdicts now that every member's p-value is known (Holm at
-    `eval.alpha`, or each alone with `eval.multiplicity: none`), and turn a test whose gate
-    fails into a failed test: its outcome, the terminal's counts and the exit status."""
-    from ftci.evals.family import settle_family
+    """Settle the session's family and turn a test whose gate it fails into a failed test:
+    its outcome, the terminal's counts and the exit status."""
     from ftci.redact import redact_text
 
-    members = [record for record in state.records if record.family]
-    if not members:
+    failed_tests = state.settle()
+    if not failed_tests:
         return
-    try:
-        evaluation = state.loaded.config.eval
-        alpha, method = evaluation.alpha, evaluation.multiplicity
-    except Exception:  # noqa: BLE001 - the config failed earlier; that error is reported
-        alpha, method = 0.05, "holm"
-    state.family = settle_family(members, alpha=alpha, method=method)
-    failed = {record.test: record for record in members if not record.passed}
-    if not failed:
-        return
+    records = {record.test: record for record in state.records
+               if record.family and not record.passed}
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    for nodeid in list(state.outcomes):
-        record = failed.get(redact_text(nodeid))
-        if record is None:
-            continue
-        state.outcomes[nodeid] = "failed"
-        _mark_failed(reporter, nodeid, record)
+    for nodeid in failed_tests:
+        _mark_failed(reporter, nodeid, records[redact_text(nodeid)])
     if session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -43,17 +43,18 @@ class PlannedGate:
 
 
 def plan_gates(loaded: LoadedConfig) -> list[PlannedGate]:
-    """The plan for `eval.gates` on the split files under `.ftci/splits/`."""
+    """The plan for `eval.gates` on the split files in the state directory."""
+    from ftci.evals.gates import gate_name
     from ftci.evals.metrics import class_labels, get_metric
-    from ftci.evals.plugin import gate_name
     from ftci.evals.testset import load_testset
+    from ftci.state import split_path
 
     config = loaded.config
     rows: list[PlannedGate] = []
     testsets: dict[str, Any] = {}
     for index, gate in enumerate(config.eval.gates):
         name = gate_name(gate, index)
-        split = loaded.root / ".ftci" / "splits" / f"{gate.split}.jsonl"
+        split = split_path(loaded.root, gate.split)
         if gate.split not in testsets:
             try:
                 testsets[gate.split] = load_testset(split, name=gate.split,

@@ -3,7 +3,7 @@
 - nothing (candidate): the latest complete training run of the repository;
 - `base`: the config's base model (the baseline until a release exists);
 - `production`: the released model; until a release exists, the base model (said in a note);
-- a run key (or a unique prefix of one) under `.ftci/runs/`, or a run directory;
+- a run key (or a unique prefix of one) under the state directory's runs, or a run directory;
 - a directory holding an adapter (`adapter_config.json`, on the config's base model) or a
   full model (`config.json`);
 - `http(s)://HOST/v1#MODEL`: an OpenAI-compatible endpoint (vLLM, TGI), served name after `#`;
@@ -37,6 +37,7 @@ def resolve_model(spec: str | None, *, role: str, loaded: LoadedConfig,
                   prompt: PromptSetting | None = None) -> ModelRef:
     """The model `spec` names; `prompt` (the candidate's, for a baseline) is what a model that
     is not a training run renders with, instead of ftci.yaml's."""
+    from ftci.state import is_runs_dir, root_of_run
     from ftci.train.cache import find_cached, latest_run, runs_dir
 
     root = loaded.root
@@ -71,8 +72,7 @@ def resolve_model(spec: str | None, *, role: str, loaded: LoadedConfig,
         if matches:
             path = matches[0]
     if (path / "manifest.json").is_file() and (path / "inputs.json").is_file():
-        in_runs = path.parent.name == "runs" and path.parent.parent.name == ".ftci"
-        run = find_cached(path.parent.parent.parent, path.name) if in_runs else None  # <root>
+        run = find_cached(root_of_run(path), path.name) if is_runs_dir(path.parent) else None
         if run is None:
             raise BadInputError(f"{path} is not a complete training run",
                                 hint="finish it with `ftci train` (it resumes)")

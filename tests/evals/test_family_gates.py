@@ -92,7 +92,8 @@ def test_floor_kinds_outside_an_eval_decide_at_once() -> None:
     items = [Item(id=str(i), messages=({"role": "user", "content": "x"},), expected="a")
              for i in range(50)]
     result = accuracy(["a"] * 39 + ["b"] * 11, items)  # 0.78 on 50 items
-    previous, module.RECORDER = module.RECORDER, Recorder()
+    recorder = Recorder()
+    token = recorder.activate()
     try:
         expect(result).at_least(0.8)  # the data do not show it below 0.8: passes
         with pytest.raises(AssertionError, match="point estimate"):
@@ -101,11 +102,10 @@ def test_floor_kinds_outside_an_eval_decide_at_once() -> None:
             expect(result).at_least(0.7, strict="bound")
         with pytest.raises(AssertionError, match="data show it below"):
             expect(result).at_least(0.95)
-        assert [r.strict for r in module.RECORDER.records] == ["test", "point", "bound",
-                                                               "test"]
-        assert not any(r.family for r in module.RECORDER.records)
+        assert [r.strict for r in recorder.records] == ["test", "point", "bound", "test"]
+        assert not any(r.family for r in recorder.records)
     finally:
-        module.RECORDER = previous
+        Recorder.deactivate(token)
 
 
 def test_the_power_plan_says_what_each_gate_can_detect(tmp_path: Path) -> None:
