@@ -201,16 +201,16 @@ def _junit_names(nodeid: str) -> tuple[str, str]:
     return ".".join(names[:-1]), names[-1]
 
 
-def _exit_code(pytest_code: int, results: dict[str, Any] | None) -> int:
+def _exit_code(pytest_code: int, results: EvalResults | None) -> int:
     """ftci's exit code (ftci/errors.py) for pytest's, and what results.json noted."""
     from pytest import ExitCode
 
     if pytest_code == ExitCode.OK:
         return EXIT_OK
     if pytest_code == ExitCode.TESTS_FAILED:
-        if results and results.get("infra_errors"):  # a model that could not load, ...
+        if results and results.infra_errors:  # a model that could not load, ...
             return EXIT_INFRA
-        return EXIT_BAD_INPUT if results and results.get("bad_input") else EXIT_GATE_FAILED
+        return EXIT_BAD_INPUT if results and results.bad_input else EXIT_GATE_FAILED
     if pytest_code == ExitCode.INTERRUPTED:
         return EXIT_INTERRUPTED
     if pytest_code in (ExitCode.USAGE_ERROR, ExitCode.NO_TESTS_COLLECTED):
