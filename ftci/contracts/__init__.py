@@ -27,11 +27,7 @@ __all__ = ["SCHEMAS", "CheckedData", "Contract", "DataReport", "EvalResults", "G
            "json_schema", "schema_path", "shipped_schema"]
 
 SCHEMAS: dict[str, type[Contract]] = {
-    "data-check": DataReport,
-    "run": RunManifest,
-    "train": TrainOutcome,
-    "results": EvalResults,
-}
+    model.SCHEMA_NAME: model for model in (DataReport, RunManifest, TrainOutcome, EvalResults)}
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 

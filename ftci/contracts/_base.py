@@ -49,11 +49,16 @@ class Part(BaseModel):
                   if name in given and field.alias}
         return {key: value for key, value in data.items() if key in given}
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict, in the key order of the fields."""
+        return self.model_dump(mode="json", by_alias=True, fallback=str)  # type: ignore[no-any-return]
+
 
 class Contract(Part):
     """A stage output: one file (or one `--json` document) another stage reads."""
 
     WHAT: ClassVar[str] = "stage output"  # in messages: "the eval results"
+    SCHEMA_NAME: ClassVar[str] = ""  # `ftci schema NAME`
     VERSION: ClassVar[str] = f"{MAJOR}.0"
 
     schema_version: str = Field(
@@ -72,7 +77,7 @@ class Contract(Part):
         except ValidationError as exc:
             raise BadInputError(f"{source}: not a valid {cls.WHAT}: {describe(exc)}",
                                 hint=f"pass the file ftci wrote (its JSON Schema: `ftci schema "
-                                     f"{schema_name(cls)}`)") from None
+                                     f"{cls.SCHEMA_NAME}`)") from None
 
     @classmethod
     def read(cls, path: Path, *, redact: bool = False) -> Self:
@@ -84,10 +89,6 @@ class Contract(Part):
 
             data = redact_value(data)
         return cls.from_dict(data, source=path)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready dict, in the key order of the fields."""
-        return self.model_dump(mode="json", by_alias=True, fallback=str)  # type: ignore[no-any-return]
 
 
 def check_version(version: Any, source: str | Path, what: str) -> None:
@@ -125,9 +126,3 @@ def read_json(path: Path, what: str) -> Any:
         raise BadInputError(f"{path}: the {what} is not valid JSON: {exc.msg}", path=str(path),
                             line=exc.lineno,
                             hint="pass the file that `ftci --json ...` wrote") from None
-
-
-def schema_name(model: type[Contract]) -> str:
-    from ftci.contracts import SCHEMAS
-
-    return next((name for name, cls in SCHEMAS.items() if cls is model), model.__name__)

@@ -51,6 +51,7 @@ class DataReport(Contract):
     """One data check: the verdict, the counts and every finding (redacted)."""
 
     WHAT: ClassVar[str] = "data check"
+    SCHEMA_NAME: ClassVar[str] = "data-check"
 
     verdict: Verdict
     exit_code: int = Field(0, description="0 ok, 1 an error finding, 2 unreadable records")

@@ -181,6 +181,7 @@ class EvalResults(Contract):
     """results.json of one eval run."""
 
     WHAT: ClassVar[str] = "eval results"
+    SCHEMA_NAME: ClassVar[str] = "results"
 
     legacy_schema: int = Field(1, alias="schema",
                                description="the format before schema_version (always 1)")

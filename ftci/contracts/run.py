@@ -51,6 +51,7 @@ class RunManifest(Contract):
     """`manifest.json`: a complete run, keyed by everything that determined it."""
 
     WHAT: ClassVar[str] = "run manifest"
+    SCHEMA_NAME: ClassVar[str] = "run"
     model_config = ConfigDict(extra="allow")  # what a launcher adds is kept
 
     format: int = Field(1, description="the manifest format before schema_version (always 1)")
@@ -103,6 +104,7 @@ class TrainOutcome(Contract):
     """The JSON of `ftci --json train`: this invocation, and the run's manifest."""
 
     WHAT: ClassVar[str] = "train output"
+    SCHEMA_NAME: ClassVar[str] = "train"
 
     ok: bool = True
     cached: bool | None = None
