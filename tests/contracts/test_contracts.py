@@ -27,6 +27,7 @@ from ftci.contracts import (
     shipped_schema,
 )
 from ftci.errors import BadInputError
+from ftci.state import runs_dir
 from tests.helpers.report_repo import FIXTURES, fixture_json, make_repo, write_results
 
 LEGACY = {DataReport: "data-check.json", RunManifest: "run/manifest.json",
@@ -107,7 +108,7 @@ def test_ftci_report_refuses_an_unknown_major_with_exit_2_and_no_traceback(
         path.write_text(json.dumps(fixture_json("data-check.json") | {"schema_version": "2.1"}))
         args = ["--data-check", str(path)]
     else:
-        path = next((repo / ".ftci" / "runs").iterdir()) / "manifest.json"
+        path = next(runs_dir(repo).iterdir()) / "manifest.json"
         path.write_text(json.dumps(fixture_json("run/manifest.json") | {"schema_version": "3.0"}))
         args = ["--run", str(path.parent)]
     result = _report(repo, *args)

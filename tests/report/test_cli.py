@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from ftci.cli import main
 from ftci.report.build import MARKER
+from ftci.state import reports_dir, runs_dir
 from tests.helpers.report_repo import EVAL_STAMP, FIXTURES, RUN_KEY, fixture_json, make_repo
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "vllm", "lm_eval")
@@ -38,7 +39,7 @@ def failing_repo(tmp_path: Path) -> Path:
 def test_writes_both_files_beside_the_eval_results(repo: Path) -> None:
     result = invoke("report", "-c", str(repo / "ftci.yaml"))
     assert result.exit_code == 0, result.output
-    out = repo / ".ftci" / "reports" / EVAL_STAMP
+    out = reports_dir(repo) / EVAL_STAMP
     assert result.output.splitlines()[0] == "✅ ftci: all 6 gates pass"
     assert (out / "report.md").read_text().startswith(MARKER + "\n")
     assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
@@ -99,7 +100,7 @@ def test_missing_stages_are_not_run_and_a_new_report_dir_is_made(tmp_path: Path)
     (tmp_path / "ftci.yaml").write_text("project: {name: x}\n")
     result = invoke("report", "-c", str(tmp_path), "--fail-on-gates")
     assert result.exit_code == 0 and "⚪ ftci: no stage outputs found" in result.output
-    (written,) = (tmp_path / ".ftci" / "reports").glob("*/report.md")
+    (written,) = reports_dir(tmp_path).glob("*/report.md")
     assert "_training: not run_" in written.read_text()
 
 
@@ -113,7 +114,7 @@ def test_explicit_inputs_that_cannot_be_read_are_bad_input(repo: Path, tmp_path:
 
 
 def test_train_output_json_knows_cache_hits_and_gpu_hours(repo: Path, tmp_path: Path) -> None:
-    run_dir = repo / ".ftci" / "runs" / RUN_KEY
+    run_dir = runs_dir(repo) / RUN_KEY
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["device"] = "cuda"
     manifest["inputs"]["processes"] = 2

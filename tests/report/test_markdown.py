@@ -11,6 +11,7 @@ from typing import Any
 from ftci.report.build import MARKER, build_report
 from ftci.report.markdown import COMMENT_LIMIT, clip_block, render_markdown
 from ftci.report.mermaid import MAX_POINTS, render_mermaid
+from ftci.state import display, reports_dir
 from tests.helpers.report_repo import (
     EVAL_STAMP,
     FIXTURES,
@@ -73,7 +74,7 @@ def table_rows(markdown: str, header_start: str) -> list[list[str]]:
 def full_report(repo: Path) -> str:
     report = build_report(repo, data_check=FIXTURES / "data-check.json",
                           data_diff=FIXTURES / "data-diff.json", env={})
-    return render_markdown(report, repo / ".ftci" / "reports" / EVAL_STAMP)
+    return render_markdown(report, reports_dir(repo) / EVAL_STAMP)
 
 
 def test_every_section_from_real_outputs(repo: Path) -> None:
@@ -138,7 +139,7 @@ def test_actions_run_url_replaces_relative_links(repo: Path) -> None:
            "GITHUB_RUN_ID": "42"}
     markdown = render_markdown(build_report(repo, env=env))
     assert "[Actions run](https://github.com/acme/intents/actions/runs/42)" in markdown
-    assert f"- training run: `.ftci/runs/{RUN_KEY}`" in markdown
+    assert f"- training run: `{display('runs/' + RUN_KEY)}`" in markdown
 
 
 def test_the_loss_curve_is_valid_xychart_with_at_most_50_points(repo: Path) -> None:
@@ -196,7 +197,8 @@ def test_the_worst_items_are_cut_to_fit_githubs_limit(tmp_path: Path) -> None:
     assert COMMENT_LIMIT - 2_000 < len(markdown) <= COMMENT_LIMIT
     assert markdown.splitlines()[1] == "## ❌ ftci: 9 of 60 gates failed"
     assert len(table_rows(markdown, "| gate | metric |")) == 60  # the gate table is whole
-    assert markdown.rstrip().endswith(f"- [training run](.ftci/runs/{RUN_KEY})")  # tail kept
+    tail = f"- [training run]({display('runs/' + RUN_KEY)})"
+    assert markdown.rstrip().endswith(tail)  # the tail is kept
     assert "left out to fit GitHub's comment limit" in markdown
     assert markdown.count("<details>") == markdown.count("</details>")
     worst = markdown[markdown.index("### Worst items"):]

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from ftci.cli import main
+from ftci.state import reports_dir
 from tests.helpers.fake_github import FakeGitHub, FakeGitHubServer
 from tests.helpers.report_repo import EVAL_STAMP, fixture_json, make_repo
 
@@ -131,7 +132,7 @@ def test_report_outputs_hold_no_secret_and_render_inert(github: FakeGitHub,
                                        "--step-summary", "--comment", "--pr", str(PR)])
     assert result.exit_code == 0, result.output
     assert "comment created" in result.output
-    out = repo / ".ftci" / "reports" / EVAL_STAMP
+    out = reports_dir(repo) / EVAL_STAMP
     (comment,) = github.on_pr(PR)
     outputs = {
         "stdout": result.output,
