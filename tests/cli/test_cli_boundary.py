@@ -14,11 +14,11 @@ from ftci import __version__
 from ftci.cli import main
 from ftci.cli.base import FtciGroup
 from ftci.errors import GateFailed, InfraError
+from tests.helpers.paths import REPO_ROOT
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "vllm", "lm_eval")
 # What the lean install (`pip install ftci`, the CPU data job) does not have.
 EXTRAS_ONLY = (*HEAVY, "accelerate", "safetensors", "huggingface_hub", "gguf", "matplotlib")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_version_and_help() -> None:
