@@ -15,8 +15,8 @@
   ARGS...`; each option is added only when the command has it and ARGS do not already set it.
   Stage files: the JSON that earlier steps saved (`--data-check`, `--data-diff`, `--run` of
   `ftci report`). Output streams to the log; the JSON is saved to
-  `ci-<command>.json` in the state directory beside the config; the step outputs go to `$GITHUB_OUTPUT`; the exit
-  code is ftci's.
+  `ci-<command>.json` in the state directory beside the config; the step outputs go to
+  `$GITHUB_OUTPUT`; the exit code is ftci's.
 
 Stdlib only at import time, and `install` imports nothing from ftci: it runs before ftci is
 installed. `action.yml` runs this file by path, so `run` imports the ftci that was installed.
@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["run"]:
         return run()
     print("usage: action.py install | run", file=sys.stderr)
-    return 2
+    return 2  # ftci.errors.EXIT_BAD_INPUT; `install` runs before ftci is importable
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ftci.cli.base import config_options, config_path_option, emit_json, wants_json
+from ftci.errors import EXIT_OK
 from ftci.state import display
 
 
@@ -81,5 +82,5 @@ def eval_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
                        f"{family.failed} failed")
         click.echo(f"results: {outcome.report_dir / 'results.json'}")
         click.echo(f"junit:   {outcome.report_dir / 'junit.xml'}")
-    if outcome.exit_code != 0:
+    if outcome.exit_code != EXIT_OK:
         ctx.exit(outcome.exit_code)

@@ -105,7 +105,9 @@ def report_command(ctx: click.Context, config_path: Path | None, data_check: Pat
             click.echo(f"comment {posted.action}: {posted.url or posted.id}")
         for note in notes:
             click.echo(f"note: {note}")
-    ctx.exit(1 if fail_on_gates and report.failed else 0)
+    from ftci.errors import EXIT_GATE_FAILED, EXIT_OK
+
+    ctx.exit(EXIT_GATE_FAILED if fail_on_gates and report.failed else EXIT_OK)
 
 
 def _root(config_path: Path | None) -> Path:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ftci.child_python import python_argv, safe_environ
 from ftci.ci.trust import require_trusted_event
-from ftci.errors import BadInputError, InfraError, Lint
+from ftci.errors import EXIT_INTERRUPTED, BadInputError, InfraError, Lint
 from ftci.state import refuse_committed_state, splits_dir, stale_runs_dir
 from ftci.train.cache import (
     MANIFEST_NAME,
@@ -302,7 +302,7 @@ def _launch(command: list[str], root: Path) -> None:
         done = subprocess.run(command, cwd=root, check=False, env=safe_environ())
     except OSError as exc:
         raise InfraError(f"cannot start accelerate: {exc}") from exc
-    if done.returncode in (130, -signal.SIGINT):
+    if done.returncode in (EXIT_INTERRUPTED, -signal.SIGINT):
         raise KeyboardInterrupt
     if done.returncode != 0:
         raise InfraError(f"the training processes failed (accelerate launch exited with "
