@@ -123,6 +123,6 @@ def read_json(path: Path, what: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: cannot read the {what}: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path}: the {what} is not valid JSON: {exc.msg}", path=str(path),
+        raise BadInputError(f"the {what} is not valid JSON: {exc.msg}", path=str(path),
                             line=exc.lineno,
                             hint="pass the file that `ftci --json ...` wrote") from None
