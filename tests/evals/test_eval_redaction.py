@@ -88,6 +88,7 @@ def eval_run(tmp_path: Path, tiny_llama_dir: Path) -> tuple[Path, subprocess.Com
     return report, done
 
 
+@pytest.mark.slow
 def test_eval_outputs_hold_no_secret(eval_run: tuple[Path, subprocess.CompletedProcess[str]]
                                      ) -> None:
     report, done = eval_run

@@ -89,6 +89,7 @@ def long_tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=_ids)
+@pytest.mark.slow
 def test_ci_sized_ftci_run_through_every_stage(example: Path, tmp_path: Path,
                                                long_tiny_llama: Path) -> None:
     """The example's suites and gates all run (pass or fail, never error); with a tiny random

@@ -42,6 +42,7 @@ def headlines(output: str) -> dict[str, str]:
             if line.split() and line.split()[0] in STAGES}
 
 
+@pytest.mark.slow
 def test_a_full_run_passes_every_stage_and_writes_the_reports(
         first_run: tuple[Path, Result]) -> None:
     config, result = first_run
@@ -68,6 +69,7 @@ def test_a_full_run_passes_every_stage_and_writes_the_reports(
     assert "data excellent" in markdown and "accuracy" in markdown
 
 
+@pytest.mark.slow
 def test_a_second_run_is_a_training_cache_hit_and_faster(first_run: tuple[Path, Result]) -> None:
     config, first = first_run
     second = invoke("--json", "run", "-c", str(config))
@@ -84,6 +86,7 @@ def test_a_second_run_is_a_training_cache_hit_and_faster(first_run: tuple[Path, 
     assert train_json["cached"] is True
 
 
+@pytest.mark.slow
 def test_a_failing_eval_gate_exits_1_and_still_writes_the_report(
         first_run: tuple[Path, Result]) -> None:
     config, _ = first_run

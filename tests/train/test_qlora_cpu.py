@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers.skips import skip_not_applicable
 from tests.helpers.train_repo import make_project
 
@@ -23,6 +25,7 @@ def _layer0_q_grads(model: Any) -> dict[str, float]:
             if LAYER0_Q in name and "lora_" in name and param.grad is not None}
 
 
+@pytest.mark.slow
 def test_qlora_trains_in_4bit_with_evaluations_between_steps(tiny_llama_dir: Path,
                                                              tmp_path: Path):
     import bitsandbytes as bnb

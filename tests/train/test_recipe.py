@@ -20,6 +20,7 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_a_servable_adapter(tiny_llama_dir: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]):
     import torch
@@ -76,6 +77,7 @@ def test_end_to_end_writes_a_servable_adapter(tiny_llama_dir: Path, tmp_path: Pa
     assert (after - before).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 def test_resume_picks_the_newest_complete_checkpoint_and_matches(tiny_llama_dir: Path,
                                                                  tmp_path: Path):
     """6 steps, a checkpoint every 2; the newest checkpoint loses its marker (killed mid-save):
@@ -123,6 +125,7 @@ class _SigtermAt:
             signal.raise_signal(signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_then_raises_interrupted(tiny_llama_dir: Path, tmp_path: Path):
     config = make_project(tmp_path, tiny_llama_dir, checkpoint_every_steps=50)
     run_dir = tmp_path / "run"
