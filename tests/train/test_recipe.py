@@ -165,6 +165,7 @@ def test_batched_greedy_answers_match_one_at_a_time(tiny_llama_dir: Path, tmp_pa
     assert single(model)["accuracy_n"] == 6 and batched(model)["accuracy_n"] == 5
 
 
+@pytest.mark.slow
 def test_full_fine_tune_without_a_val_split(tiny_llama_dir: Path, tmp_path: Path):
     """method: full writes run_dir/model; no val split means no evaluation, best model or
     early stopping (not an error)."""
