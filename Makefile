@@ -36,7 +36,7 @@ test: lint starter vllm-venv node-tools browser
 	$(VENV)/bin/pytest
 
 ## check: lint, then the fast tests (`-m "not slow"`: no training, no servers) on every core
-## (pytest-xdist): about 2 minutes on 2 cores, 3+ in one process
+## (pytest-xdist): about 75 s on 2 cores
 check: lint fast-tests
 
 fast-tests: venv

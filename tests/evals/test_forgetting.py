@@ -194,6 +194,7 @@ def test_the_builtin_suite_fails_a_damaged_model_with_its_numbers(
     assert "worst items:" in text  # the passages the candidate drifted most on
 
 
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_forgetting_gates_in_ftci_yaml(repo: Path, tiny_llama_dir: Path,
                                        noisy_model: Callable[[float], Path]) -> None:
     """`eval.gates` on kl_divergence / loglik_drift, through `ftci eval`: the baseline is the

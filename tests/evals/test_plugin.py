@@ -135,6 +135,7 @@ def test_builtin_suites_run_by_name_and_skip_other_task_types(repo: Path,
     assert result.exit_code == 2 and "builtin:classification" in result.output
 
 
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_json_output_is_one_document_on_stdout(repo: Path, tiny_llama_dir: Path) -> None:
     """`ftci --json eval` keeps pytest's progress off stdout: the Action parses stdout."""
     import subprocess

@@ -394,6 +394,7 @@ def binary_gate_failure_rate(n: int, cand_only: float, base_only: float, *, test
 
 @pytest.mark.parametrize("n", [1000, 200])
 @pytest.mark.parametrize("margin", [0.0, 0.01])
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_not_worse_than_rarely_fails_when_nothing_changed(n: int, margin: float) -> None:
     # both models 85% accurate, disagreeing on 10% of items (5% each way)
     rate = binary_gate_failure_rate(n, 0.05, 0.05, test="non_inferiority", margin=margin,
@@ -401,6 +402,7 @@ def test_not_worse_than_rarely_fails_when_nothing_changed(n: int, margin: float)
     assert rate <= ALPHA + 0.01
 
 
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_not_worse_than_holds_its_level_at_the_margin() -> None:
     """The hardest null: the candidate is worse by exactly the margin. By exact enumeration
     (test_stats_properties.py) the rate is 0.041 here; 4,000 runs have an SE of 0.0033."""
@@ -411,6 +413,7 @@ def test_not_worse_than_holds_its_level_at_the_margin() -> None:
 
 @pytest.mark.parametrize("margin", [0.0, 0.01])
 @pytest.mark.parametrize(("cand_only", "base_only"), [(0.025, 0.075), (0.075, 0.125)])
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_not_worse_than_catches_a_five_point_drop(cand_only: float, base_only: float,
                                                   margin: float) -> None:
     # baseline 85%, candidate 80%, the models disagreeing on 10% or 20% of items
@@ -420,6 +423,7 @@ def test_not_worse_than_catches_a_five_point_drop(cand_only: float, base_only: f
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.01])
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_better_than_passes_on_evidence_only(margin: float) -> None:
     false_pass = 1 - binary_gate_failure_rate(1000, 0.05, 0.05, test="superiority",
                                               margin=margin, seed=13)
@@ -446,6 +450,7 @@ def continuous_gate_failure_rate(shift: float, *, test: GateTest, margin: float,
 
 # 1,000 runs: the standard error of a 5% rate is 0.007, so the tolerance is about 3.5 SE.
 @pytest.mark.parametrize(("shift", "margin"), [(0.0, 0.0), (-0.01, 0.01)])
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_paired_bootstrap_not_worse_than_false_failures(shift: float, margin: float) -> None:
     """No change (margin 0), or worse by exactly the margin: both are the null's boundary."""
     rate = continuous_gate_failure_rate(shift, test="non_inferiority", margin=margin,
@@ -453,6 +458,7 @@ def test_paired_bootstrap_not_worse_than_false_failures(shift: float, margin: fl
     assert rate <= ALPHA + 0.025
 
 
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_paired_bootstrap_gates_have_power() -> None:
     # paired differences have sd 0.28, so at n=400 the standard error is 0.014: 5 points is 3.5 SE
     assert continuous_gate_failure_rate(-0.05, test="non_inferiority", margin=0.0,

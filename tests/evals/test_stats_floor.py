@@ -61,6 +61,7 @@ def test_floor_p_is_the_exact_binomial_test(n: int) -> None:
                 assert test.method == "exact binomial"
 
 
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_a_binomial_floor_fails_exactly_when_the_clopper_pearson_bound_is_beyond_it() -> None:
     checked = failed = 0
     for n in (1, 2, 3, 7, 20, 57, 200, 1000):
@@ -83,6 +84,7 @@ def test_a_binomial_floor_fails_exactly_when_the_clopper_pearson_bound_is_beyond
     assert checked > 30_000 and 0.2 < failed / checked < 0.8  # both verdicts well represented
 
 
+@pytest.mark.slow  # several seconds (a Monte Carlo study or a whole eval run); make test runs it
 def test_false_failures_at_the_boundary_are_at_most_alpha_by_exact_enumeration() -> None:
     """True rate exactly at the floor: the chance that the floor fails, summed over every count
     with scipy's binomial masses, for every n up to 200."""
