@@ -14,6 +14,7 @@ from ftci import __version__
 from ftci.cli import main
 from ftci.cli.base import FtciGroup
 from ftci.errors import GateFailed, InfraError
+from tests.helpers.fresh_imports import run_cli_fresh
 from tests.helpers.paths import REPO_ROOT
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "vllm", "lm_eval")
@@ -92,24 +93,8 @@ def test_light_commands_import_no_heavy_library(tmp_path: Path, args: list[str])
         subprocess.run([sys.executable, "-m", "ftci", "init", str(tmp_path / "repo"),
                         "--task", "chat"], check=True, capture_output=True)
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
-    stderr = _run_cli_listing_imports(argv, HEAVY, cwd=tmp_path)
-    assert stderr.rstrip().endswith("HEAVY=;CODE=0"), stderr[-2000:]
-
-
-def _run_cli_listing_imports(argv: list[str], modules: tuple[str, ...] | list[str], *,
-                             cwd: Path) -> str:
-    """Run `ftci argv` in a fresh interpreter; its stderr ends with
-    `HEAVY=<those of modules it loaded>;CODE=<exit code>`."""
-    code = (
-        "import sys\n"
-        "from ftci.cli import main\n"
-        f"try:\n    main({argv!r})\nexcept SystemExit as exit:\n    code = exit.code\n"
-        f"heavy = [m for m in {list(modules)!r} if m in sys.modules]\n"
-        "print('HEAVY=' + ','.join(heavy) + ';CODE=' + str(code), file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
-    return done.stderr
+    run = run_cli_fresh(argv, HEAVY, cwd=tmp_path)
+    assert (run.code, run.loaded) == (0, []), run.stdout + run.stderr
 
 
 def test_python_dash_m_entry_point() -> None:
@@ -138,5 +123,5 @@ def test_cpu_commands_import_no_extra(tmp_path: Path, args: list[str]) -> None:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "example")
     argv = [arg.replace("{repo}", str(repo)) for arg in args]
-    stderr = _run_cli_listing_imports(argv, EXTRAS_ONLY, cwd=repo)
-    assert stderr.rstrip().endswith("HEAVY=;CODE=0"), stderr[-2000:]
+    run = run_cli_fresh(argv, EXTRAS_ONLY, cwd=repo)
+    assert (run.code, run.loaded) == (0, []), (run.stdout + run.stderr)[-2000:]

@@ -7,8 +7,6 @@ The legacy shapes are the real files in tests/report/fixtures: a results.json wi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from ftci.contracts import (
 )
 from ftci.errors import BadInputError
 from ftci.state import runs_dir
+from tests.helpers.fresh_imports import run_cli_fresh
 from tests.helpers.report_repo import FIXTURES, fixture_json, make_repo, write_results
 
 LEGACY = {DataReport: "data-check.json", RunManifest: "run/manifest.json",
@@ -155,11 +154,7 @@ def test_ftci_schema_results_validates_a_real_results_json() -> None:
 
 
 def test_ftci_schema_imports_no_model_library() -> None:
-    code = ("import sys; from click.testing import CliRunner; from ftci.cli import main; "
-            "r = CliRunner().invoke(main, ['schema', 'run']); assert r.exit_code == 0; "
-            "import json; json.loads(r.output); "
-            "print(sorted(m for m in ('torch', 'transformers', 'numpy', 'datasets') "
-            "if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).parents[2])
-    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    run = run_cli_fresh(["schema", "run"], ["torch", "transformers", "numpy", "datasets"],
+                        cwd=Path(__file__).parents[2])
+    assert (run.code, run.loaded) == (0, []), run.stdout + run.stderr
+    assert json.loads(run.stdout)["title"]

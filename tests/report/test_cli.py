@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from click.testing import CliRunner, Result
 from ftci.cli import main
 from ftci.report.build import MARKER
 from ftci.state import reports_dir, runs_dir
+from tests.helpers.fresh_imports import run_cli_fresh
 from tests.helpers.report_repo import EVAL_STAMP, FIXTURES, RUN_KEY, fixture_json, make_repo
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "vllm", "lm_eval")
@@ -131,10 +130,5 @@ def test_train_output_json_knows_cache_hits_and_gpu_hours(repo: Path, tmp_path: 
 
 
 def test_report_imports_no_heavy_library(repo: Path) -> None:
-    code = ("import sys\nfrom ftci.cli import main\n"
-            f"try:\n    main(['report', '-c', {str(repo)!r}])\n"
-            "except SystemExit as exit:\n    code = exit.code\n"
-            f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules), code)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
-    assert done.stdout.rstrip().endswith("HEAVY= 0"), done.stdout + done.stderr
+    run = run_cli_fresh(["report", "-c", str(repo)], HEAVY, cwd=repo)
+    assert (run.code, run.loaded) == (0, []), run.stdout + run.stderr

@@ -24,6 +24,7 @@ from ftci.errors import BadInputError
 from ftci.train.cache import find_cached, latest_run, run_dir_for
 from ftci.train.launch import accelerate_command, train
 from tests.helpers.fake_recipe import AdapterRecipe, FakeResult
+from tests.helpers.fresh_imports import run_cli_fresh
 from tests.helpers.paths import REPO_ROOT
 from tests.helpers.train_repo import make_repo
 
@@ -81,20 +82,11 @@ def test_the_manifest_records_the_git_commit_and_dirty_flag(repo: Path) -> None:
 
 
 def test_cache_hit_through_the_cli_is_fast_and_imports_no_heavy_library(trained: Path) -> None:
-    code = (
-        "import sys\n"
-        "from ftci.cli import main\n"
-        f"try:\n    main(['train', '-c', {str(trained)!r}])\n"
-        "except SystemExit as exit:\n    code = exit.code\n"
-        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
-        "print('HEAVY=' + ','.join(heavy), 'CODE=' + str(code))\n"
-    )
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, cwd=trained.parent)
+    run = run_cli_fresh(["train", "-c", str(trained)], HEAVY, cwd=trained.parent, timeout=60)
     elapsed = time.monotonic() - started
-    assert done.stdout.rstrip().endswith("HEAVY= CODE=0"), done.stdout + done.stderr
-    assert "cache hit: .ftci/runs/" in done.stdout and "(trained " in done.stdout
+    assert (run.code, run.loaded) == (0, []), run.stdout + run.stderr
+    assert "cache hit: .ftci/runs/" in run.stdout and "(trained " in run.stdout
     assert elapsed < 5, f"cache hit took {elapsed:.1f}s"
 
 
