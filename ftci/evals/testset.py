@@ -45,9 +45,7 @@ class Testset:
     @property
     def hash(self) -> str:
         """sha256 of the items (ids, prompts, references): equal hashes, comparable results."""
-        return sha256_text("".join(json.dumps([item.id, list(item.messages), item.expected],
-                                              sort_keys=True, ensure_ascii=False) + "\n"
-                                   for item in self.items))
+        return sha256_text("".join(_material(item) + "\n" for item in self.items))
 
     def head(self, count: int) -> Testset:
         return Testset(self.name, self.items[:count], self.labels, self.task_type)
@@ -56,8 +54,13 @@ class Testset:
 def item_digest(item: Item) -> str:
     """sha256 of one item's material in `Testset.hash` (id, prompt, reference): results.json
     records it per item, so a later run pairs its items with these one by one."""
-    return sha256_text(json.dumps([item.id, list(item.messages), item.expected], sort_keys=True,
-                                  ensure_ascii=False))
+    return sha256_text(_material(item))
+
+
+def _material(item: Item) -> str:
+    """What identifies an item for pairing, spelled once for the set's hash and the item's."""
+    return json.dumps([item.id, list(item.messages), item.expected], sort_keys=True,
+                      ensure_ascii=False)
 
 
 def item_from_record(record: dict[str, Any], system_prompt: str | None) -> Item:
