@@ -339,16 +339,80 @@ class EvalConfig(Section):
         30, ge=3, description="Fewest paired items a bootstrap comparison accepts.")
 
 
+QuantizationScheme = Literal["w8a8-int8", "fp8", "w4a16", "bnb-nf4", "none"]
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
 class ReleaseConfig(Section):
-    registry: Literal["local", "hf"] = "local"
+    """`ftci release`: what a merge to main ships, and where."""
+
+    registry: Literal["local", "hf", "mlflow"] = Field(
+        "local", description="local: a directory with a SQLite ledger; hf: the Hugging Face "
+                             "Hub (release.repo); mlflow: an MLflow Model Registry.")
+    path: str | None = Field(
+        None, description="registry: local, its directory (default "
+                          "$FTCI_HOME/registry/<project.name>); share it by path.")
     repo: str | None = Field(None, description="Hub repo id (registry: hf).")
-    merge_adapter: bool = True
-    quantization: Literal["none", "gguf-q8_0", "gguf-q4_k_m"] = "none"
+    tracking_uri: str | None = Field(
+        None, description="registry: mlflow, the tracking server (default: "
+                          "MLFLOW_TRACKING_URI from the environment).")
+    model_name: str | None = Field(
+        None, description="registry: mlflow, the registered model's name (default: "
+                          "project.name).")
+    merge_adapter: bool = Field(
+        True, description="Merge the adapter into the base (needed by every quantization but "
+                          "none); false ships the adapter alone.")
+    quantization: QuantizationScheme = Field(
+        "w8a8-int8",
+        description="The served artifact: w8a8-int8 (compressed-tensors INT8; vLLM on CPU and "
+                    "GPU, TGI), fp8 (Hopper-class GPUs), w4a16 (4-bit weights), bnb-nf4 (TGI "
+                    "quantizes the merged 16-bit weights at load), none (the merged model).")
+    calibration: Literal["smoothquant-gptq", "data-free"] = Field(
+        "smoothquant-gptq",
+        description="w8a8-int8/w4a16: SmoothQuant + GPTQ on a slice of the train split, or "
+                    "the data-free scheme (round-to-nearest weights, dynamic activations).")
+    calibration_items: int = Field(64, ge=1, le=4096,
+                                   description="Train items the calibration uses.")
+    max_quantization_drop: float = Field(
+        0.01, ge=0, lt=1,
+        description="Largest drop of the primary metric, quantized vs merged, that the "
+                    "quantization gate accepts (0.01: one point), non-inferiority at "
+                    "eval.alpha.")
+    metric: str | None = Field(
+        None, description="The quantization gate's metric (default: the first output-scored "
+                          "gate's metric, else the task's default).")
+    version: str = Field(
+        "auto", description="auto: minor bump for a data or config change, patch for an "
+                            "eval-only change; or an explicit X.Y.Z.")
+    on_missing_candidate: Literal["fail", "retrain"] = Field(
+        "fail", description="No evaluated run for main's run key: fail (exit 1), or train "
+                            "and evaluate it here.")
+    license: str | None = Field(
+        None, description="The model card's license (default: the base model's, if known).")
+    intended_use: str | None = Field(None, description="The model card's intended use.")
+    limitations: str | None = Field(None, description="The model card's limitations.")
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, version: str) -> str:
+        if version != "auto" and not _SEMVER.match(version.removeprefix("v")):
+            raise ValueError("use auto or a version X.Y.Z (e.g. 1.4.0)")
+        return version.removeprefix("v")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_gate_metric(cls, metric: str | None) -> str | None:
+        if metric is not None and metric not in KNOWN_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; known: " + ", ".join(KNOWN_METRICS))
+        return metric
 
     @model_validator(mode="after")
-    def _hub_needs_repo(self) -> ReleaseConfig:
+    def _consistent(self) -> ReleaseConfig:
         if self.registry == "hf" and not self.repo:
             raise ValueError("registry: hf needs release.repo (the Hub repo id)")
+        if not self.merge_adapter and self.quantization != "none":
+            raise ValueError(f"quantization: {self.quantization} needs merge_adapter: true "
+                             "(an adapter alone is not quantized); or set quantization: none")
         return self
 
 
