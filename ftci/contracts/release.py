@@ -64,8 +64,10 @@ class ReleaseManifest(Contract):
     project: str
     version: str = Field(description="semver X.Y.Z, immutable")
     tag: str = Field(description="the git tag: <project>@vX.Y.Z")
-    release_key: str = Field(description="digest of what determines the release (run key, "
-                                         "eval and release config, eval suites)")
+    release_key: str = Field(description="`<model key>.<evidence key>`: digests of what "
+                                         "shapes the files (run key, merge, quantization) "
+                                         "and of what the release records (eval config, "
+                                         "suites, test split)")
     run_key: str
     commit: str | None = None
     pr: int | None = None
