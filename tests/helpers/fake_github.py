@@ -1,4 +1,4 @@
-"""A stand-in for the GitHub REST API on loopback, for the sticky-comment tests.
+"""A stand-in for the GitHub REST API on loopback, for the sticky-comment and release tests.
 
 The real API cannot be reached from the test machines, so this fakes it at the HTTP boundary:
 `ftci report --comment` talks real HTTP to a real `http.server` and cannot tell the difference,
@@ -12,8 +12,27 @@ documented shapes (REST API 2022-11-28):
 - GET   /user   403 "Resource not accessible by integration", as for a workflow's GITHUB_TOKEN
         (or 200 with a login when `user_login` is set, as for a personal token)
 
+Releases (`fake.releases`: tag -> release object, as GitHub returns it):
+
+- GET   /repos/{owner}/{repo}/releases/tags/{tag}   200 + the release, or 404
+- POST  /repos/{owner}/{repo}/releases              201 + the release; 422 "Validation Failed"
+        with `errors: [{resource: Release, code: already_exists, field: tag_name}]` when the
+        tag has one already
+- PATCH /repos/{owner}/{repo}/releases/{id}         200 + the release
+
+Artifacts (`fake.add_artifact(name, zip_bytes)`):
+
+- GET   /repos/{owner}/{repo}/actions/artifacts?name=&per_page=&page=  `{total_count,
+        artifacts}` newest first, with a `Link` header like the comments listing
+- GET   /repos/{owner}/{repo}/actions/artifacts/{id}/zip  302 to a signed URL on a second
+        loopback server (the "blob store", another host:port, as GitHub's is another host);
+        410 for an expired artifact. The blob server records the Authorization headers it
+        was sent in `fake.blob_authorization` (the token must never reach it).
+
 Bad credentials get 401; `forbid` makes chosen methods answer 403 like a read-only token;
-`fail_next` answers the next requests with 5xx, as GitHub does now and then.
+`fail_next` answers the next requests with 5xx, as GitHub does now and then;
+`stale_tag_lookups` makes the next N release-by-tag lookups answer 404 although the release
+exists (what a concurrent run that creates it in between looks like).
 """
 
 from __future__ import annotations
@@ -24,7 +43,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
 REPO_ID = 123456
@@ -43,10 +62,59 @@ class FakeGitHub:
     seen_authorization: set[str] = field(default_factory=set)
     next_id: int = 1000
     port: int = 0
+    releases: dict[str, dict[str, Any]] = field(default_factory=dict)  # tag -> release
+    stale_tag_lookups: int = 0
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    blobs: dict[int, bytes] = field(default_factory=dict)
+    blob_port: int = 0
+    blob_authorization: list[str] = field(default_factory=list)  # one per blob request
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def blob_url(self) -> str:
+        return f"http://127.0.0.1:{self.blob_port}"
+
+    def add_release(self, tag: str, *, name: str = "", body: str = "",
+                    target_commitish: str = "main") -> dict[str, Any]:
+        self.next_id += 1
+        number = self.next_id
+        base = f"{self.api_url}/repos/{self.repository}/releases/{number}"
+        release = {
+            "url": base, "assets_url": f"{base}/assets",
+            "upload_url": f"https://uploads.github.com/repos/{self.repository}/releases/"
+                          f"{number}/assets{{?name,label}}",
+            "html_url": f"https://github.com/{self.repository}/releases/tag/{quote(tag)}",
+            "id": number, "node_id": f"RE_kw{number}", "tag_name": tag,
+            "target_commitish": target_commitish, "name": name or tag, "body": body,
+            "draft": False, "prerelease": False, "author": dict(BOT),
+            "created_at": "2026-12-02T00:00:00Z", "published_at": "2026-12-02T00:00:00Z",
+            "assets": [],
+            "tarball_url": f"{self.api_url}/repos/{self.repository}/tarball/{quote(tag)}",
+            "zipball_url": f"{self.api_url}/repos/{self.repository}/zipball/{quote(tag)}",
+        }
+        self.releases[tag] = release
+        return release
+
+    def add_artifact(self, name: str, data: bytes, *, created_at: str = "2026-12-01T10:00:00Z",
+                     expired: bool = False, run_id: int = 4242) -> int:
+        """An artifact as upload-artifact v4 leaves it (a zip of the uploaded files)."""
+        self.next_id += 1
+        number = self.next_id
+        base = f"{self.api_url}/repos/{self.repository}/actions/artifacts/{number}"
+        self.artifacts.append({
+            "id": number, "node_id": f"MDg6QXJ0aWZhY3Q{number}", "name": name,
+            "size_in_bytes": len(data), "url": base, "archive_download_url": f"{base}/zip",
+            "expired": expired, "digest": None, "created_at": created_at,
+            "updated_at": created_at, "expires_at": "2026-12-15T10:00:00Z",
+            "workflow_run": {"id": run_id, "repository_id": REPO_ID,
+                             "head_repository_id": REPO_ID, "head_branch": "feature",
+                             "head_sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e"},
+        })
+        self.blobs[number] = data
+        return number
 
     def add_comment(self, pr: int, body: str, user: dict[str, Any] | None = None) -> int:
         self.next_id += 1
@@ -104,6 +172,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(403, "Resource not accessible by integration",
                                "issues/comments#create-an-issue-comment")
         repo = re.escape(fake.repository)
+        if parts.path.startswith(f"/repos/{fake.repository}/releases") or \
+                parts.path.startswith(f"/repos/{fake.repository}/actions/artifacts"):
+            return self._release_api(method, parts.path, parts.query)
         listing = re.fullmatch(rf"/(?:repos/{repo}|repositories/{REPO_ID})/issues/(\d+)/comments",
                                parts.path)
         single = re.fullmatch(rf"/repos/{repo}/issues/comments/(\d+)", parts.path)
@@ -141,6 +212,85 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, self._public(comment))
         return self._error(404, "Not Found", "rest")
 
+    def _payload(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        payload = json.loads(self.rfile.read(length) or b"{}")
+        return payload if isinstance(payload, dict) else {}
+
+    def _release_api(self, method: str, path: str, query: str) -> None:
+        fake = self.fake
+        prefix = f"/repos/{fake.repository}"
+        by_tag = re.fullmatch(rf"{re.escape(prefix)}/releases/tags/(.+)", path)
+        by_id = re.fullmatch(rf"{re.escape(prefix)}/releases/(\d+)", path)
+        zipped = re.fullmatch(rf"{re.escape(prefix)}/actions/artifacts/(\d+)/zip", path)
+        if method == "GET" and by_tag:
+            release = fake.releases.get(unquote(by_tag.group(1)))
+            if fake.stale_tag_lookups > 0:
+                fake.stale_tag_lookups -= 1
+                release = None
+            if release is None:
+                return self._error(404, "Not Found",
+                                   "releases/releases#get-a-release-by-tag-name")
+            return self._send(200, release)
+        if method == "POST" and path == f"{prefix}/releases":
+            payload = self._payload()
+            tag = str(payload.get("tag_name") or "")
+            if not tag:
+                return self._error(422, "Validation Failed", "releases/releases#create-a-release")
+            if tag in fake.releases:
+                return self._send(422, {
+                    "message": "Validation Failed",
+                    "errors": [{"resource": "Release", "code": "already_exists",
+                                "field": "tag_name"}],
+                    "documentation_url": "https://docs.github.com/rest/releases/releases"
+                                         "#create-a-release", "status": "422"})
+            release = fake.add_release(tag, name=str(payload.get("name") or ""),
+                                       body=str(payload.get("body") or ""),
+                                       target_commitish=str(payload.get("target_commitish")
+                                                            or "main"))
+            return self._send(201, release)
+        if method == "PATCH" and by_id:
+            payload = self._payload()
+            found = [r for r in fake.releases.values() if r["id"] == int(by_id.group(1))]
+            if not found:
+                return self._error(404, "Not Found", "releases/releases#update-a-release")
+            for key in ("body", "name"):
+                if key in payload:
+                    found[0][key] = payload[key]
+            return self._send(200, found[0])
+        if method == "GET" and path == f"{prefix}/actions/artifacts":
+            params = parse_qs(query)
+            name = params.get("name", [None])[0]
+            per_page = min(int(params.get("per_page", ["30"])[0]), 100)
+            per_page = min(per_page, fake.page_size or per_page)
+            page = int(params.get("page", ["1"])[0])
+            every = sorted((a for a in fake.artifacts if name is None or a["name"] == name),
+                           key=lambda a: a["created_at"], reverse=True)
+            chunk = every[(page - 1) * per_page: page * per_page]
+            last = max(1, -(-len(every) // per_page))
+            headers = {}
+            if page < last:
+                base = (f"{fake.api_url}{prefix}/actions/artifacts?name={quote(name or '')}"
+                        f"&per_page={per_page}")
+                headers["Link"] = (f'<{base}&page={page + 1}>; rel="next", '
+                                   f'<{base}&page={last}>; rel="last"')
+            return self._send(200, {"total_count": len(every), "artifacts": chunk}, headers)
+        if method == "GET" and zipped:
+            number = int(zipped.group(1))
+            artifact = next((a for a in fake.artifacts if a["id"] == number), None)
+            if artifact is None:
+                return self._error(404, "Not Found", "actions/artifacts#download-an-artifact")
+            if artifact["expired"]:
+                return self._error(410, "Artifact has expired",
+                                   "actions/artifacts#download-an-artifact")
+            self.send_response(302)
+            self.send_header("Location", f"{fake.blob_url}/blobs/{number}.zip?sv=2024-05-04"
+                             "&se=2026-12-02T00%3A01%3A00Z&sig=c2lnbmF0dXJl")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return self._error(404, "Not Found", "rest")
+
     def do_GET(self) -> None:
         self._handle("GET")
 
@@ -151,20 +301,59 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("PATCH")
 
 
+class _BlobHandler(BaseHTTPRequestHandler):
+    """The blob store an artifact download redirects to: no GitHub token is valid here; the
+    signed query string is the credential."""
+
+    fake: FakeGitHub
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        fake = self.fake
+        fake.blob_authorization.append(self.headers.get("Authorization", ""))
+        parts = urlsplit(self.path)
+        match = re.fullmatch(r"/blobs/(\d+)\.zip", parts.path)
+        data = fake.blobs.get(int(match.group(1))) if match else None
+        if data is None or "sig" not in parse_qs(parts.query):
+            body = b"<Error><Code>AuthenticationFailed</Code></Error>"
+            self.send_response(403)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class FakeGitHubServer:
-    """Context manager: serve `fake` on 127.0.0.1 (a free port) in a thread."""
+    """Context manager: serve `fake` on 127.0.0.1 (a free port) in a thread, and its blob
+    store on another port."""
 
     def __init__(self, fake: FakeGitHub) -> None:
         handler = type("Handler", (_Handler,), {"fake": fake})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         fake.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        blob_handler = type("BlobHandler", (_BlobHandler,), {"fake": fake})
+        self.blob_server = ThreadingHTTPServer(("127.0.0.1", 0), blob_handler)
+        fake.blob_port = self.blob_server.server_address[1]
+        # A short poll interval: shutdown() waits for it, and every test stops two servers.
+        self.threads = [threading.Thread(target=server.serve_forever, kwargs={
+            "poll_interval": 0.05}, daemon=True) for server in (self.server, self.blob_server)]
 
     def __enter__(self) -> FakeGitHubServer:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        for server in (self.server, self.blob_server):
+            server.shutdown()
+            server.server_close()
+        for thread in self.threads:
+            thread.join(timeout=5)
