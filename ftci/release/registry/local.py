@@ -1,0 +1,500 @@
+"""The embedded registry: a directory with content-addressed blobs and an append-only SQLite
+ledger. Nothing to sign up for; share it between runners by path.
+
+    <path>/blobs/sha256/<ab>/<digest>   every file of every version, named by its sha256,
+                                        read-only; one copy however many versions hold it
+    <path>/ledger.sqlite                versions, their files, alias moves (WAL, synchronous=FULL)
+
+Decisions:
+- **Blobs first, then one transaction.** `publish` stores every blob (temp file in the blob's
+  directory, fsync, rename), then inserts the version and its file rows in one `BEGIN
+  IMMEDIATE` transaction. A kill before the commit leaves only orphan blobs, which the rerun
+  reuses; a kill after it leaves a whole version. No reader ever sees half a version.
+- **Immutable.** A blob at its digest's name is never rewritten (one whose size is wrong is
+  replaced: it was not written by this code); versions and alias events are never updated or
+  deleted (SQLite triggers refuse it). The current alias is its last event.
+- **Concurrent writers** (two runners sharing the directory) queue on `BEGIN IMMEDIATE` with a
+  busy timeout; the version check is repeated inside the transaction.
+- **Test hook.** `FTCI_TEST_CRASH_AFTER=<point>` makes the process `os._exit(137)` at that point,
+  as `kill -9` would (`crash_after`; one environment lookup when unset). Points: `blob:N` (after
+  the N-th blob of a publish is stored, 1-based, files in path order, release.json last),
+  `before_commit` (the version's rows inserted, not committed), `after_commit`, `alias` (an alias
+  event inserted, not committed), `fetch:N` (after the N-th file of a fetch is copied).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ftci.errors import BadInputError, InfraError
+from ftci.io import fsync_directory
+from ftci.release import layout
+from ftci.release.registry.base import ALIASES, AliasEvent, PublishedVersion, RegistryConflict
+
+LEDGER = "ledger.sqlite"
+BLOBS = ("blobs", "sha256")
+LEDGER_FORMAT = 1  # PRAGMA user_version
+BUSY_SECONDS = 120.0
+CHUNK_BYTES = 1 << 20
+CRASH_ENV = "FTCI_TEST_CRASH_AFTER"
+CRASH_EXIT = 137
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS versions (
+        version TEXT PRIMARY KEY, "commit" TEXT, run_key TEXT NOT NULL,
+        release_key TEXT NOT NULL, manifest_sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL, manifest TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS files (
+        version TEXT NOT NULL REFERENCES versions(version), path TEXT NOT NULL,
+        size INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (version, path))""",
+    """CREATE TABLE IF NOT EXISTS alias_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, alias TEXT NOT NULL, version TEXT,
+        previous TEXT, at TEXT NOT NULL, by TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '')""",
+    'CREATE INDEX IF NOT EXISTS versions_commit ON versions("commit")',
+    "CREATE INDEX IF NOT EXISTS versions_release_key ON versions(release_key)",
+    "CREATE INDEX IF NOT EXISTS alias_events_alias ON alias_events(alias, id)",
+    *(f"""CREATE TRIGGER IF NOT EXISTS {table}_{verb.lower()}_refused BEFORE {verb} ON {table}
+          BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+      for table in ("versions", "files", "alias_events") for verb in ("UPDATE", "DELETE")),
+)
+_VERSION_COLUMNS = ('version, "commit", run_key, release_key, manifest_sha256, created_at, '
+                    "created_by")
+
+
+def crash_after(point: str) -> None:
+    """Test hook: die like `kill -9` (exit 137, nothing flushed) when FTCI_TEST_CRASH_AFTER
+    names `point`. Cheap when unset."""
+    if os.environ.get(CRASH_ENV) == point:
+        os._exit(CRASH_EXIT)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _short(digest: str) -> str:
+    return digest[:12] + "..."
+
+
+class LocalRegistry:
+    """A registry directory (see the module docstring); implements registry/base.py's
+    Registry. Opening creates nothing; the first publish or alias move creates the ledger."""
+
+    kind = "local"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self.location = str(self.path)
+        self.ledger = self.path / LEDGER
+        self._db: sqlite3.Connection | None = None
+
+    # ---- the ledger ----------------------------------------------------------------------
+    def _connect(self, *, create: bool) -> sqlite3.Connection | None:
+        if self._db is not None:
+            return self._db
+        if not create and not self.ledger.is_file():
+            return None
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self._errors():
+            db = sqlite3.connect(self.ledger, timeout=BUSY_SECONDS, isolation_level=None)
+            try:
+                db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+                db.execute("PRAGMA journal_mode=WAL").fetchone()
+                db.execute("PRAGMA synchronous=FULL")
+                self._migrate(db)
+            except BaseException:
+                db.close()
+                raise
+        self._db = db
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        if self._format(db) == LEDGER_FORMAT:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._format(db) < LEDGER_FORMAT:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {LEDGER_FORMAT}")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _format(self, db: sqlite3.Connection) -> int:
+        found = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if found > LEDGER_FORMAT:
+            raise BadInputError(f"{self.ledger}: ledger format {found} is newer than this "
+                                f"ftci reads ({LEDGER_FORMAT})", hint="upgrade ftci")
+        return found
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors as ftci's: a busy ledger is infrastructure, anything else means the
+        file is not a ledger this code can trust."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            name = getattr(exc, "sqlite_errorname", "")
+            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise InfraError(f"{self.ledger}: still locked by another writer after "
+                                 f"{BUSY_SECONDS:g} s ({exc})",
+                                 hint="another release is writing; retry when it is done") \
+                    from None
+            if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN",
+                                "SQLITE_READONLY", "SQLITE_PERM")):
+                raise InfraError(f"{self.ledger}: {exc}") from None
+            raise BadInputError(
+                f"{self.ledger}: not a readable registry ledger ({exc})",
+                hint="restore the file from a backup, or move it aside to start an empty "
+                     "registry (the blobs beside it are reused)") from None
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        with self._errors():
+            yield self._connect(create=False)
+
+    @contextmanager
+    def _write(self, crash_point: str) -> Iterator[sqlite3.Connection]:
+        with self._errors():
+            db = self._connect(create=True)
+            assert db is not None
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                crash_after(crash_point)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # ---- reading ---------------------------------------------------------------------------
+    def _record(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> PublishedVersion:
+        files = {path: (size, sha) for path, size, sha in db.execute(
+            "SELECT path, size, sha256 FROM files WHERE version = ? ORDER BY path", (row[0],))}
+        return PublishedVersion(version=row[0], commit=row[1], run_key=row[2],
+                                release_key=row[3], manifest_sha256=row[4], created_at=row[5],
+                                created_by=row[6], location=self.location, files=files)
+
+    def get(self, version: str) -> PublishedVersion | None:
+        with self._read() as db:
+            if db is None:
+                return None
+            row = db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE version = ?",
+                             (version,)).fetchone()
+            return self._record(db, row) if row else None
+
+    def versions(self) -> list[PublishedVersion]:
+        with self._read() as db:
+            if db is None:
+                return []
+            rows = db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions ORDER BY rowid")
+            return [self._record(db, row) for row in rows.fetchall()]
+
+    def find(self, *, commit: str | None = None,
+             release_key: str | None = None) -> PublishedVersion | None:
+        """The latest version matching every criterion given (None when none is given)."""
+        where = [(column, value) for column, value in (('"commit"', commit),
+                                                       ("release_key", release_key))
+                 if value is not None]
+        if not where:
+            return None
+        with self._read() as db:
+            if db is None:
+                return None
+            row = db.execute(
+                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE "
+                + " AND ".join(f"{column} = ?" for column, _ in where)
+                + " ORDER BY rowid DESC LIMIT 1", [value for _, value in where]).fetchone()
+            return self._record(db, row) if row else None
+
+    def _known(self, version: str) -> tuple[PublishedVersion, str]:
+        """The record and the stored release.json text of `version`; BadInputError if unknown."""
+        with self._read() as db:
+            row = None if db is None else db.execute(
+                f"SELECT {_VERSION_COLUMNS}, manifest FROM versions WHERE version = ?",
+                (version,)).fetchone()
+            if db is None or row is None:
+                known = ", ".join(v.version for v in self.versions()) or "none"
+                raise BadInputError(f"no version {version} in the registry {self.location} "
+                                    f"(released: {known})",
+                                    hint="`ftci release list` shows them")
+            return self._record(db, row[:-1]), str(row[-1])
+
+    # ---- aliases ---------------------------------------------------------------------------
+    @staticmethod
+    def _check_alias(alias: str) -> None:
+        if alias not in ALIASES:
+            raise BadInputError(f"unknown alias {alias!r}", hint="aliases: " + ", ".join(ALIASES))
+
+    def resolve(self, alias: str) -> str | None:
+        self._check_alias(alias)
+        with self._read() as db:
+            row = None if db is None else db.execute(
+                "SELECT version FROM alias_events WHERE alias = ? ORDER BY id DESC LIMIT 1",
+                (alias,)).fetchone()
+            return row[0] if row else None
+
+    def set_alias(self, alias: str, version: str | None, *, by: str,
+                  reason: str = "") -> AliasEvent:
+        self._check_alias(alias)
+        with self._write("alias") as db:
+            if version is not None and db.execute(
+                    "SELECT 1 FROM versions WHERE version = ?", (version,)).fetchone() is None:
+                known = ", ".join(row[0] for row in db.execute(
+                    "SELECT version FROM versions ORDER BY rowid")) or "none"
+                raise BadInputError(f"cannot point {alias} at {version}: no such version in "
+                                    f"the registry {self.location} (released: {known})",
+                                    hint="`ftci release list` shows them")
+            row = db.execute("SELECT version FROM alias_events WHERE alias = ? "
+                             "ORDER BY id DESC LIMIT 1", (alias,)).fetchone()
+            event = AliasEvent(alias=alias, version=version, previous=row[0] if row else None,
+                               at=_now(), by=by, reason=reason)
+            db.execute("INSERT INTO alias_events (alias, version, previous, at, by, reason) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (event.alias, event.version,
+                                                      event.previous, event.at, event.by,
+                                                      event.reason))
+        return event
+
+    def alias_history(self, alias: str | None = None) -> list[AliasEvent]:
+        if alias is not None:
+            self._check_alias(alias)
+        with self._read() as db:
+            if db is None:
+                return []
+            query = "SELECT alias, version, previous, at, by, reason FROM alias_events"
+            rows = db.execute(query + (" WHERE alias = ?" if alias else "") + " ORDER BY id",
+                              (alias,) if alias else ()).fetchall()
+        return [AliasEvent(*row) for row in rows]
+
+    # ---- publishing ------------------------------------------------------------------------
+    def publish(self, release_dir: Path, *, by: str) -> PublishedVersion:
+        from ftci.contracts.release import ReleaseManifest
+
+        manifest_path = Path(release_dir) / layout.MANIFEST
+        try:
+            raw = manifest_path.read_bytes()
+            data = json.loads(raw)
+        except OSError as exc:
+            raise BadInputError(f"{manifest_path}: cannot read the release manifest "
+                                f"({exc.strerror})", hint="publish a directory `ftci release` "
+                                                          "assembled") from None
+        except ValueError as exc:
+            raise BadInputError(f"{manifest_path}: not JSON ({exc})") from None
+        manifest = ReleaseManifest.from_dict(data, source=manifest_path)
+        digest = hashlib.sha256(raw).hexdigest()
+        existing = self.get(manifest.version)
+        if existing is not None:
+            return self._same(existing, digest)
+        entries = _checked_files(manifest.files, manifest_path)
+        entries.append((layout.MANIFEST, len(raw), digest))
+        for index, (name, size, sha) in enumerate(entries, start=1):
+            self._store(Path(release_dir) / name, size, sha)
+            crash_after(f"blob:{index}")
+        with self._write("before_commit") as db:
+            row = db.execute("SELECT manifest_sha256 FROM versions WHERE version = ?",
+                             (manifest.version,)).fetchone()
+            if row is None:  # another writer may have published it since the check above
+                db.execute(
+                    f"INSERT INTO versions ({_VERSION_COLUMNS}, manifest) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (manifest.version, manifest.commit, manifest.run_key, manifest.release_key,
+                     digest, _now(), by, raw.decode("utf-8")))
+                db.executemany("INSERT INTO files (version, path, size, sha256) "
+                               "VALUES (?, ?, ?, ?)",
+                               [(manifest.version, *entry) for entry in entries[:-1]])
+        crash_after("after_commit")
+        published = self.get(manifest.version)
+        assert published is not None
+        return self._same(published, digest)
+
+    def _same(self, existing: PublishedVersion, digest: str) -> PublishedVersion:
+        if existing.manifest_sha256 == digest:
+            return existing
+        raise RegistryConflict(
+            f"version {existing.version} is already in the registry {self.location} with "
+            f"other content (its release.json {_short(existing.manifest_sha256)}, this one "
+            f"{_short(digest)}): versions are immutable",
+            hint="bump release.version in ftci.yaml (or set it to auto) and release again")
+
+    def _blob(self, sha: str) -> Path:
+        return self.path.joinpath(*BLOBS, sha[:2], sha)
+
+    def _store(self, source: Path, size: int, sha: str) -> None:
+        """`source` as the blob `sha`, after checking it is what release.json says."""
+        try:
+            found = source.stat().st_size
+        except OSError as exc:
+            raise BadInputError(f"{source}: listed in release.json but cannot be read "
+                                f"({exc.strerror})",
+                                hint="rebuild the release directory") from None
+        if found != size:
+            raise BadInputError(f"{source}: size mismatch with release.json (expected {size} "
+                                f"bytes, got {found})",
+                                hint="the file changed after release.json was written; "
+                                     "rebuild the release directory")
+        blob = self._blob(sha)
+        if blob.is_file() and blob.stat().st_size == size:
+            _mismatch_is_bad_input(source, sha, _sha256_of(source))
+            return
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{sha[:16]}.", suffix=".tmp", dir=blob.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                got = _copy(source, out)
+                out.flush()
+                os.fsync(out.fileno())
+            _mismatch_is_bad_input(source, sha, got)
+            os.chmod(temp, 0o444)
+            os.replace(temp, blob)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        fsync_directory(blob.parent)
+
+    # ---- fetching and verifying ------------------------------------------------------------
+    def _stored(self, version: str) -> tuple[list[tuple[str, int, str]], str]:
+        record, manifest = self._known(version)
+        files = [(path, size, sha) for path, (size, sha) in sorted(record.files.items())]
+        raw = manifest.encode("utf-8")
+        files.append((layout.MANIFEST, len(raw), record.manifest_sha256))
+        return files, manifest
+
+    def fetch(self, version: str, dest: Path) -> Path:
+        files, _ = self._stored(version)
+        dest = Path(dest)
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise BadInputError(f"{dest}: exists and is not an empty directory",
+                                hint="fetch into a new or empty directory")
+        partial = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for index, (name, _size, sha) in enumerate(files, start=1):
+            blob = self._blob(sha)
+            target = partial / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(target, "wb") as out:
+                    got = _copy(blob, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except FileNotFoundError:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise InfraError(f"{self.location}: v{version} {name}: missing blob "
+                                 f"{blob.relative_to(self.path)}",
+                                 hint=f"`ftci release verify {version}` lists every damaged "
+                                      "file") from None
+            if got != sha:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise InfraError(f"{self.location}: v{version} {name}: sha256 mismatch "
+                                 f"(expected {_short(sha)}, got {_short(got)})",
+                                 hint=f"`ftci release verify {version}` lists every damaged "
+                                      "file")
+            crash_after(f"fetch:{index}")
+        for directory in sorted({p for p in partial.rglob("*") if p.is_dir()} | {partial}):
+            fsync_directory(directory)
+        if dest.is_dir():
+            dest.rmdir()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, dest)
+        fsync_directory(dest.parent)
+        return dest
+
+    def verify(self, version: str) -> list[str]:
+        from ftci.contracts.release import ReleaseManifest
+
+        files, manifest = self._stored(version)
+        problems: list[str] = []
+        if hashlib.sha256(manifest.encode("utf-8")).hexdigest() != files[-1][2]:
+            problems.append(f"ledger: the stored {layout.MANIFEST} does not match its sha256")
+        else:
+            listed = ReleaseManifest.from_dict(json.loads(manifest), source=self.ledger).files
+            rows = {name: (size, sha) for name, size, sha in files[:-1]}
+            problems += [f"{name}: listed in {layout.MANIFEST} but not in the ledger"
+                         for name in sorted(set(listed) - set(rows))]
+            problems += [f"{name}: in the ledger but not in {layout.MANIFEST}"
+                         for name in sorted(set(rows) - set(listed))]
+        for name, size, sha in files:
+            blob = self._blob(sha)
+            where = blob.relative_to(self.path).as_posix()
+            try:
+                found = blob.stat().st_size
+            except FileNotFoundError:
+                problems.append(f"{name}: missing blob {where}")
+                continue
+            if found != size:
+                problems.append(f"{name}: size mismatch (expected {size} bytes, got {found}) "
+                                f"in {where}")
+                continue
+            got = _sha256_of(blob)
+            if got != sha:
+                problems.append(f"{name}: sha256 mismatch (expected {_short(sha)}, got "
+                                f"{_short(got)})")
+        return problems
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> LocalRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _checked_files(files: dict[str, Any], source: Path) -> list[tuple[str, int, str]]:
+    """release.json's files as (path, size, sha256) in path order; a path that could leave the
+    release directory, or a malformed digest, is bad input."""
+    checked = []
+    for name, entry in sorted(files.items()):
+        pure = PurePosixPath(name)
+        if (not name or pure.is_absolute() or ".." in pure.parts or str(pure) != name
+                or "\\" in name or name == layout.MANIFEST):
+            raise BadInputError(f"{source}: files: {name!r} is not a relative path inside the "
+                                "release directory", hint="rebuild the release directory")
+        if not _SHA256.fullmatch(entry.sha256) or entry.size < 0:
+            raise BadInputError(f"{source}: files: {name}: not a size and a sha256 hex digest",
+                                hint="rebuild the release directory")
+        checked.append((name, int(entry.size), str(entry.sha256)))
+    return checked
+
+
+def _copy(source: Path, out: Any) -> str:
+    """Copy `source` into the open file `out`; the sha256 of what was copied."""
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def _sha256_of(path: Path) -> str:
+    from ftci.digests import sha256_file
+
+    return sha256_file(path)
+
+
+def _mismatch_is_bad_input(source: Path, expected: str, got: str) -> None:
+    if got != expected:
+        raise BadInputError(f"{source}: sha256 mismatch with release.json (expected "
+                            f"{_short(expected)}, got {_short(got)})",
+                            hint="the file changed after release.json was written; rebuild "
+                                 "the release directory")
