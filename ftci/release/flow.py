@@ -567,7 +567,9 @@ def _finish_publication(job: Release, registry: Registry, version: str, commit: 
                         outcome: ReleaseOutcome) -> None:
     """The candidate alias, the git tag (pushed) and the GitHub Release: each idempotent, so a
     rerun after a crash completes them."""
-    if registry.resolve("candidate") != version and outcome.released:
+    # Once per version: a rerun after a crash between publishing and here sets it; a rerun
+    # after `promote` moved things on does not move it back.
+    if not any(event.version == version for event in registry.alias_history("candidate")):
         registry.set_alias("candidate", version, by=job.by, reason="released")
     if commit is None:
         outcome.notes.append("not a git repository: no tag")

@@ -9,27 +9,20 @@ A second `ftci release` on the same commit is a no-op; `ftci release verify` re-
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.fake_github import FakeGitHub, FakeGitHubServer
 from tests.helpers.git import git
+from tests.helpers.release_repo import ftci, make_release_repo
 from tests.helpers.skips import skip_or_fail
-from tests.helpers.tiny_model import shared_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "ghs_release_token_never_printed_0123456789"
-SYSTEM = "Classify the customer message. Answer with the label only."
-LABELS_WANTED = 3
-PER_LABEL = 60
 
 
 def _needs_venvs() -> None:
@@ -39,73 +32,18 @@ def _needs_venvs() -> None:
             skip_or_fail(f"no {venv}: run `bash {script}` (make test builds it)")
 
 
-def write_project(root: Path, base_model: Path, registry: Path, *,
-                  quantization: str = "w8a8-int8", extra: str = "") -> Path:
-    """180 banking77 messages (3 intents), a tiny-model LoRA, a gate that passes, and a
-    release section: enough test items (~36) for the paired quantization gate."""
-    with open(shared_dir() / "datasets" / "banking77" / "train.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    labels = sorted({row["category"] for row in rows})[:LABELS_WANTED]
-    picked, seen = [], set()
-    for label in labels:
-        texts = [r["text"] for r in rows if r["category"] == label and r["text"].lower()
-                 not in seen]
-        for text in texts[:PER_LABEL]:
-            seen.add(text.lower())
-            picked.append({"text": text, "label": label})
-    data = root / "data" / "messages.jsonl"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    data.write_text("".join(json.dumps(row) + "\n" for row in picked), encoding="utf-8")
-    (root / ".gitignore").write_text(".ftci/\n", encoding="utf-8")
-    config = root / "ftci.yaml"
-    config.write_text(
-        "project: {name: intents}\n"
-        f"task: {{type: classification, labels: {json.dumps(labels)}, "
-        f"system_prompt: {json.dumps(SYSTEM)}}}\n"
-        f"base_model: {json.dumps(str(base_model))}\n"
-        "data:\n"
-        "  sources: [data/]\n"
-        "  split: {train: 0.7, val: 0.1, test: 0.2}\n"
-        "  checks: {min_examples: 30, recommended_examples: 30, min_per_class: 5}\n"
-        "train: {method: lora, epochs: 1, learning_rate: 1.0e-3, micro_batch_size: 8,\n"
-        "        gradient_accumulation_steps: 1, max_seq_len: 128, warmup_ratio: 0.0,\n"
-        "        gradient_checkpointing: false, lora: {r: 8, alpha: 16}}\n"
-        "eval: {suites: [], baseline: base, gates: [{metric: accuracy, min: 0.0}]}\n"
-        f"release: {{registry: local, path: {json.dumps(str(registry))}, "
-        f"quantization: {quantization}, calibration_items: 16, max_quantization_drop: 0.5"
-        f"{extra}}}\n", encoding="utf-8")
-    return config
-
-
-def ftci(root: Path, *args: str, env: dict[str, str] | None = None,
-         timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-P", "-m", "ftci", *args], cwd=root,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-
-
 @pytest.fixture(scope="module")
 def released(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> dict:
     """Train, eval and release once; the tests below read what it left."""
     _needs_venvs()
-    base = tmp_path_factory.mktemp("release-e2e")
-    root, remote, registry = base / "repo", base / "remote.git", base / "registry"
-    root.mkdir()
-    write_project(root, tiny_llama_dir, registry)
-    git(base, "init", "-q", "--bare", str(remote))
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "data and config")
-    git(root, "remote", "add", "origin", str(remote))
-    git(root, "push", "-q", "origin", "main")
+    repo = make_release_repo(tmp_path_factory.mktemp("release-e2e"), tiny_llama_dir)
+    root, remote, registry = repo["root"], repo["remote"], repo["registry"]
     run = ftci(root, "run")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     fake = FakeGitHub(token=TOKEN, repository="acme/intents")
     with FakeGitHubServer(fake):
         env = {"GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": "acme/intents",
-               "GITHUB_API_URL": fake.api_url, "FTCI_PR_NUMBER": "7",
-               "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+               "GITHUB_API_URL": fake.api_url, "FTCI_PR_NUMBER": "7"}
         first = ftci(root, "--json", "release", env=env)
         second = ftci(root, "--json", "release", env=env)
         releases = dict(getattr(fake, "releases", {}))

@@ -1,0 +1,86 @@
+"""A fine-tune repository to release: 180 banking77 messages (3 intents), a tiny-model LoRA, a
+gate that passes, a release section, committed in a real git repository with a real bare
+`origin`. Used by the end-to-end release test and the release kill test."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.git import git
+from tests.helpers.tiny_model import shared_dir
+
+SYSTEM = "Classify the customer message. Answer with the label only."
+LABELS_WANTED = 3
+PER_LABEL = 60
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def write_project(root: Path, base_model: Path, registry: Path, *,
+                  quantization: str = "w8a8-int8", extra: str = "") -> Path:
+    """The data, ftci.yaml and .gitignore; ~36 test items for the paired quantization gate."""
+    with open(shared_dir() / "datasets" / "banking77" / "train.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    labels = sorted({row["category"] for row in rows})[:LABELS_WANTED]
+    picked, seen = [], set()
+    for label in labels:
+        texts = [r["text"] for r in rows if r["category"] == label and r["text"].lower()
+                 not in seen]
+        for text in texts[:PER_LABEL]:
+            seen.add(text.lower())
+            picked.append({"text": text, "label": label})
+    data = root / "data" / "messages.jsonl"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("".join(json.dumps(row) + "\n" for row in picked), encoding="utf-8")
+    (root / ".gitignore").write_text(".ftci/\n", encoding="utf-8")
+    config = root / "ftci.yaml"
+    config.write_text(
+        "project: {name: intents}\n"
+        f"task: {{type: classification, labels: {json.dumps(labels)}, "
+        f"system_prompt: {json.dumps(SYSTEM)}}}\n"
+        f"base_model: {json.dumps(str(base_model))}\n"
+        "data:\n"
+        "  sources: [data/]\n"
+        "  split: {train: 0.7, val: 0.1, test: 0.2}\n"
+        "  checks: {min_examples: 30, recommended_examples: 30, min_per_class: 5}\n"
+        "train: {method: lora, epochs: 1, learning_rate: 1.0e-3, micro_batch_size: 8,\n"
+        "        gradient_accumulation_steps: 1, max_seq_len: 128, warmup_ratio: 0.0,\n"
+        "        gradient_checkpointing: false, lora: {r: 8, alpha: 16}}\n"
+        "eval: {suites: [], baseline: base, gates: [{metric: accuracy, min: 0.0}]}\n"
+        f"release: {{registry: local, path: {json.dumps(str(registry))}, "
+        f"quantization: {quantization}, calibration_items: 16, max_quantization_drop: 0.5"
+        f"{extra}}}\n", encoding="utf-8")
+    return config
+
+
+def make_release_repo(base: Path, base_model: Path, *, quantization: str = "w8a8-int8",
+                      extra: str = "") -> dict[str, Path]:
+    """`base/repo` (committed, `origin` = `base/remote.git`, main pushed) and the registry path
+    its config names (`base/registry`, not created)."""
+    root, remote, registry = base / "repo", base / "remote.git", base / "registry"
+    root.mkdir(parents=True)
+    write_project(root, base_model, registry, quantization=quantization, extra=extra)
+    git(base, "init", "-q", "--bare", str(remote))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "data and config")
+    git(root, "remote", "add", "origin", str(remote))
+    git(root, "push", "-q", "origin", "main")
+    return {"root": root, "remote": remote, "registry": registry}
+
+
+def ftci_command(*args: str) -> list[str]:
+    return [sys.executable, "-P", "-m", "ftci", *args]
+
+
+def ftci(root: Path, *args: str, env: dict[str, str] | None = None,
+         timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    """`python -m ftci ARGS` in `root`, with the git identity a tag needs."""
+    return subprocess.run(ftci_command(*args), cwd=root,
+                          env={**os.environ, **GIT_IDENTITY, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout, check=False)
