@@ -18,6 +18,8 @@ Decisions:
 - **Test hook.** `FTCI_TEST_CRASH_AFTER=<point>` makes the process `os._exit(137)` at that point,
   as `kill -9` would (`crash_after`; one environment lookup when unset). Points: `blob:N` (after
   the N-th blob of a publish is stored, 1-based, files in path order, release.json last),
+  `blob_partial:N` (the N-th blob's temp file written, not yet renamed; only for a blob not
+  already stored),
   `before_commit` (the version's rows inserted, not committed), `after_commit`, `alias` (an alias
   event inserted, not committed), `fetch:N` (after the N-th file of a fetch is copied).
 """
@@ -304,7 +306,7 @@ class LocalRegistry:
         entries = _checked_files(manifest.files, manifest_path)
         entries.append((layout.MANIFEST, len(raw), digest))
         for index, (name, size, sha) in enumerate(entries, start=1):
-            self._store(Path(release_dir) / name, size, sha)
+            self._store(Path(release_dir) / name, size, sha, index)
             crash_after(f"blob:{index}")
         with self._write("before_commit") as db:
             row = db.execute("SELECT manifest_sha256 FROM versions WHERE version = ?",
@@ -335,7 +337,7 @@ class LocalRegistry:
     def _blob(self, sha: str) -> Path:
         return self.path.joinpath(*BLOBS, sha[:2], sha)
 
-    def _store(self, source: Path, size: int, sha: str) -> None:
+    def _store(self, source: Path, size: int, sha: str, index: int) -> None:
         """`source` as the blob `sha`, after checking it is what release.json says."""
         try:
             found = source.stat().st_size
@@ -360,6 +362,7 @@ class LocalRegistry:
                 out.flush()
                 os.fsync(out.fileno())
             _mismatch_is_bad_input(source, sha, got)
+            crash_after(f"blob_partial:{index}")
             os.chmod(temp, 0o444)
             os.replace(temp, blob)
         except BaseException:
