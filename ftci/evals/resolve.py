@@ -224,10 +224,30 @@ def _vllm_ref(path_text: str, role: str, loaded: LoadedConfig,
     template = _template(prompt, path)
 
     def build() -> ModelBackend:
-        from ftci.evals.backends.vllm import VLLMBackend
-
-        return VLLMBackend(path, chat_template=template)
+        return _vllm_backend(path, template, loaded.root)
 
     return ModelRef(role, f"vllm:{path_text}", "vllm", f"vLLM engine on {path}", build, None,
                     {"model_dir": str(path), **_template_details(template, prompt)},
                     chat_template=template, prompt=prompt)
+
+
+def _vllm_backend(path: Path, template: str | None, root: Path) -> ModelBackend:
+    """vLLM in this interpreter when it imports `vllm`; else a worker in the vLLM venv
+    (ftci/envs.py), with vLLM's CPU engine settings where there is no accelerator."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        from ftci.evals.backends.vllm import VLLMBackend
+
+        return VLLMBackend(path, chat_template=template)
+    from ftci import envs
+    from ftci.evals.backends.vllm_worker import VLLMWorkerBackend, cpu_engine_defaults
+
+    try:
+        python = envs.tool_python(envs.VLLM, root)
+    except BadInputError as exc:
+        raise BadInputError(f"vllm:{path}: {exc.message}",
+                            hint="`make vllm-venv` builds the vLLM CPU venv (or `pip install "
+                                 "vllm` on a CUDA machine), or set FTCI_VLLM_PYTHON") from exc
+    return VLLMWorkerBackend(path, python=python, chat_template=template,
+                             **cpu_engine_defaults())
