@@ -13,7 +13,7 @@ the call and never the token). Two things are this module's own:
   an absolute path, a `..` part or a link is refused (zip-slip). ftci/release/candidate.py
   re-hashes every file of the run against its manifest afterwards.
 
-The PR workflow (.github/workflows/ftci-pr.yml) uploads `.ftci/` of the train-eval job as
+The PR workflow (.github/workflows/ftci-pr.yml) uploads the train-eval job's state directory as
 `ftci-train-eval-<run key>`: the run key is in the name, so the newest unexpired artifact of
 that name is the candidate. Artifacts uploaded before the key was in the name
 (`ftci-train-eval`) are tried too, the newest few, by looking inside for `runs/<key>/`.
@@ -138,11 +138,10 @@ def download_candidate(api_url: str, repository: str, token: str, run_key: str,
             if run_dir is None:
                 shutil.rmtree(folder, ignore_errors=True)
                 continue
-            from ftci.release.candidate import results_for
-
             run = (artifact.get("workflow_run") or {}).get("id")
-            return Found(run_dir, results_for(run_dir.parent.parent / "reports", run_key),
-                         f"artifact {artifact['name']} #{artifact['id']}"
+            # results_path None: the caller picks the passing results.json for this run from
+            # reports/ beside runs/ (ftci/release/candidate.py results_for).
+            return Found(run_dir, None, f"artifact {artifact['name']} #{artifact['id']}"
                          + (f" (workflow run {run})" if run else ""))
     return None
 
@@ -285,7 +284,8 @@ def _safe_member(entry: zipfile.ZipInfo, archive: Path) -> PurePosixPath | None:
 
 def _run_dir_in(folder: Path, run_key: str) -> Path | None:
     """`runs/<key>/` (with its manifest) anywhere in an extracted artifact: its root is the
-    common parent of what was uploaded (`.ftci/` when ci-*.json, reports/ and runs/ all are)."""
+    common parent of what was uploaded (the state directory when ci-*.json, reports/ and
+    runs/ all are)."""
     for manifest in sorted(folder.rglob("manifest.json"), key=lambda p: len(p.parts)):
         run_dir = manifest.parent
         if run_dir.name == run_key and run_dir.parent.name == "runs":

@@ -123,7 +123,7 @@ def test_the_newest_unexpired_artifact_of_the_key_is_downloaded_and_verifies(
     found = download_candidate(github.api_url, REPOSITORY, TOKEN, RUN_KEY, dest)
     assert found is not None
     assert found.run_dir == dest / str(newest) / "runs" / RUN_KEY
-    assert found.results_path == dest / str(newest) / "reports" / EVAL_STAMP / "results.json"
+    assert (found.run_dir.parent.parent / "reports" / EVAL_STAMP / "results.json").is_file()
     assert f"#{newest}" in found.source and "workflow run 2" in found.source
     verify_run_files(found.run_dir)  # the bytes arrived intact: the manifest's digests match
     # The API saw the token; the blob store never did (the 302 was followed without it).
@@ -144,7 +144,8 @@ def test_candidate_finds_the_artifact_in_github_actions(github: FakeGitHub, tmp_
     monkeypatch.setenv("GITHUB_API_URL", github.api_url)
     candidate = find_candidate(root, RUN_KEY, tmp_path / "work")
     assert candidate is not None and candidate.source.startswith("artifact ftci-train-eval-")
-    assert candidate.results_path is not None and candidate.results_path.is_file()
+    assert candidate.results_path == (candidate.run_dir.parent.parent / "reports" / EVAL_STAMP
+                                      / "results.json")
     assert find_candidate(root, "f" * 16, tmp_path / "work2") is None
 
 
