@@ -19,6 +19,7 @@ GITIGNORE_LINE = f"{STATE_DIR}/"
 # Where the reusable workflows and the Action live: the workflow `ftci init` writes calls them.
 FTCI_REPOSITORY = "ftci-dev/ftci"
 WORKFLOW_PATH = ".github/workflows/ftci.yml"
+RELEASE_WORKFLOW_PATH = ".github/workflows/ftci-release.yml"  # calls ftci's ftci-release.yml
 # What `ftci init` writes where the commit SHA of ftci goes: GitHub refuses to run it, so a
 # workflow nobody pinned fails loudly instead of following a tag someone can move.
 REF_PLACEHOLDER = "PIN-THE-FTCI-COMMIT-SHA"
@@ -120,8 +121,9 @@ def _render(template: str, values: dict[str, str]) -> str:
 def init_repository(directory: Path, task: str, *, name: str | None = None,
                     base_model: str = DEFAULT_BASE_MODEL, force: bool = False,
                     ftci_ref: str | None = None) -> InitResult:
-    """Write ftci.yaml, its schema, data/README.md, a starter eval suite, the GitHub workflow
-    (.github/workflows/ftci.yml) and .gitignore."""
+    """Write ftci.yaml, its schema, data/README.md, a starter eval suite, the GitHub workflows
+    (.github/workflows/ftci.yml for pull requests, ftci-release.yml for merges) and
+    .gitignore."""
     if task not in _TASKS:
         raise BadInputError(f"unknown task type {task!r}", hint="one of " + ", ".join(TASK_TYPES))
     if directory.exists() and not directory.is_dir():
@@ -146,6 +148,7 @@ def init_repository(directory: Path, task: str, *, name: str | None = None,
         "data/README.md": _render("data-README.md.tmpl", values),
         "eval_suites/test_starter.py": _render("test_starter.py.tmpl", values),
         WORKFLOW_PATH: render_workflow(ref=ftci_ref),
+        RELEASE_WORKFLOW_PATH: render_release_workflow(ref=ftci_ref),
     }
     existing = [relative for relative in files if (directory / relative).exists()]
     if existing and not force:
@@ -164,12 +167,21 @@ def init_repository(directory: Path, task: str, *, name: str | None = None,
 def render_workflow(repository: str = FTCI_REPOSITORY, ref: str | None = None) -> str:
     """The pull-request workflow that calls ftci's reusable workflow at commit `ref` (a
     placeholder the user must replace when None)."""
+    return _render_caller("ftci-workflow.yml.tmpl", repository, ref)
+
+
+def render_release_workflow(repository: str = FTCI_REPOSITORY, ref: str | None = None) -> str:
+    """The release workflow (a push to main, or by hand) that calls ftci's reusable
+    ftci-release.yml at commit `ref` (a placeholder the user must replace when None)."""
+    return _render_caller("ftci-release-workflow.yml.tmpl", repository, ref)
+
+
+def _render_caller(template: str, repository: str, ref: str | None) -> str:
     if ref is not None and not _COMMIT_SHA.match(ref):
         raise BadInputError(f"--ftci-ref {ref!r} is not a full commit SHA (40 hex digits)",
                             hint="a tag or branch can be moved; find the commit with `git "
                             f"ls-remote https://github.com/{repository} refs/tags/vX.Y.Z`")
-    return _render("ftci-workflow.yml.tmpl",
-                   {"ftci_repository": repository, "ftci_ref": ref or REF_PLACEHOLDER})
+    return _render(template, {"ftci_repository": repository, "ftci_ref": ref or REF_PLACEHOLDER})
 
 
 def _ensure_gitignored(gitignore: Path) -> bool:

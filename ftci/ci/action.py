@@ -4,12 +4,13 @@
 (never pasted into shell text), and everything with a branch in it lives here.
 
 - `install`: install ftci into the Python that actions/setup-python put on PATH, with only
-  the extra `FTCI_COMMAND` needs (COMMAND_EXTRAS: train, eval; data, plan and report run on the
-  lean core, no torch). When torch is needed, runners without CUDA (no `nvidia-smi`) get the
-  CPU build first, because a plain `torch` pulls several GB of CUDA libraries. `FTCI_VERSION`
-  empty installs the action's own checkout (`$GITHUB_ACTION_PATH[EXTRA]`), a version number
-  installs `ftci[EXTRA]==VERSION` from the index, anything else is passed to pip as a
-  requirement (e.g. `git+https://...`; its extras are the caller's choice).
+  the extra `FTCI_COMMAND` needs (COMMAND_EXTRAS: train, eval, release; data, plan and report
+  run on the lean core, no torch). When torch is needed, runners without CUDA (no
+  `nvidia-smi`) get the CPU build first, because a plain `torch` pulls several GB of CUDA
+  libraries. `FTCI_VERSION` empty installs the action's own checkout
+  (`$GITHUB_ACTION_PATH[EXTRA]`), a version number installs `ftci[EXTRA]==VERSION` from the
+  index, anything else is passed to pip as a requirement (e.g. `git+https://...`; its extras
+  are the caller's choice).
 - `run`: `FTCI_COMMAND` (`data-check`, `train`, `eval`, `report`, `data diff`, ...) becomes
   `ftci --json <words> [-c CONFIG] [--markdown|--step-summary] [--comment] [stage files]
   ARGS...`; each option is added only when the command has it and ARGS do not already set it.
@@ -40,7 +41,8 @@ TORCH_SPEC = "torch==2.13.0"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # The extra a command installs, by its words; any other command (data, plan, report, config,
 # init, models list) runs on the lean `pip install ftci`. `ftci run` reaches eval.
-COMMAND_EXTRAS = {"train": "train", "eval": "eval", "run": "eval", "models pull": "train"}
+COMMAND_EXTRAS = {"train": "train", "eval": "eval", "run": "eval", "models pull": "train",
+                  "release": "release"}
 _VERSION = re.compile(r"^v?\d[0-9A-Za-z.+!-]*$")
 _JSON_START = re.compile(r"^[{\[]", re.MULTILINE)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a run key or report directory name
@@ -242,7 +244,7 @@ def step_outputs(code: int, data: Any, saved: Path | None) -> dict[str, str]:
     if isinstance(report_dir, str) and report_dir and (Path(report_dir) / "results.json").is_file():
         results = str((Path(report_dir) / "results.json").resolve())
     run_key = info.get("run_key")
-    return {
+    outputs = {
         "verdict": "fail" if code == 0 and info.get("failed") is True
         else VERDICTS.get(code, "error"),
         "exit-code": str(code),
@@ -250,6 +252,11 @@ def step_outputs(code: int, data: Any, saved: Path | None) -> dict[str, str]:
         "results-json": results,
         "run-key": run_key if isinstance(run_key, str) else "",
     }
+    if isinstance(info.get("released"), bool):  # `ftci release`: what it released, if anything
+        version = info.get("version")
+        outputs["version"] = version if isinstance(version, str) else ""
+        outputs["released"] = "true" if info["released"] else "false"
+    return outputs
 
 
 def write_github_output(path: str, values: Mapping[str, str]) -> None:

