@@ -1,8 +1,8 @@
 """The merge half: `ftci release` turns the evaluated candidate into a versioned, quantized,
 tagged artifact in a registry.
 
-- `candidate`: find the run the pull request evaluated (local `.ftci/runs/` or the PR
-  workflow's `ftci-train-eval` artifact), re-verified by digest;
+- `candidate`: find the run the pull request evaluated (the local state directory's `runs/`
+  or the PR workflow's `ftci-train-eval` artifact), re-verified by digest;
 - `merge`: the adapter into the base it was trained against (QLoRA: the dequantised 4-bit base);
 - `quantize`: the serving artifact (compressed-tensors W8A8 INT8 by default, llm-compressor in
   its own environment); `qgate`: the quantization gate through the serving engine;

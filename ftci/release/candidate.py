@@ -4,7 +4,8 @@ that approved it.
 Main's HEAD has the merged pull request's data and config, so it has the run key the pull
 request trained and evaluated. Where the run comes from, in order:
 
-1. this machine's `.ftci/runs/<key>/` (the self-hosted runner, or a developer's checkout);
+1. this machine's state directory, `runs/<key>/` (the self-hosted runner, or a developer's
+   checkout);
 2. in GitHub Actions, the `ftci-train-eval` artifact the PR workflow uploaded for that key
    (ftci/release/github.py `download_candidate`, found through the Actions REST API).
 
@@ -27,7 +28,7 @@ from ftci.errors import BadInputError
 class Candidate:
     run_dir: Path
     results_path: Path | None  # the eval results that approved it
-    source: str  # "local .ftci/runs/<key>" or "artifact ftci-train-eval #id"
+    source: str  # "local <state dir>/runs/<key>" or "artifact ftci-train-eval #id"
 
 
 def verify_run_files(run_dir: Path) -> dict[str, object]:

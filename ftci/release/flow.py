@@ -7,9 +7,10 @@ Decisions:
 - **Idempotent.** The version is decided from the registry before any work (ftci/release/
   version.py): the same commit or the same release key is "already released as vX.Y.Z", exit 0;
   the later steps (tag, push, GitHub Release) are then completed if a crash cut them short.
-- **Resumable.** Work happens in `.ftci/releases/<release key>/`; each step's output appears
-  by an atomic rename when the step is done, so a rerun after `kill -9` skips what finished and
-  redoes only the step that was cut. Publishing is idempotent per version (registry/base.py).
+- **Resumable.** Work happens in the state directory's `releases/<version>-<release key>/`;
+  each step's output appears by an atomic rename when the step is done, so a rerun after
+  `kill -9` skips what finished and redoes only the step that was cut. Publishing is
+  idempotent per version (registry/base.py).
 - **Serve what you evaluated.** The gate evaluates the quantized files that ship, through the
   engine that serves them; its per-item results ship beside them.
 - `dry_run` does every step up to the gate in a temporary directory that is removed, and
