@@ -115,8 +115,8 @@ def run_release(loaded: LoadedConfig, *, dry_run: bool = False, push: bool = Tru
     from ftci.state import refuse_committed_state
 
     refuse_committed_state(loaded.root)
-    job = Release(loaded, dry_run=dry_run, push=push, pr=pr if pr is not None else _env_pr(),
-                  on_step=on_step)
+    job = Release(loaded, dry_run=dry_run, push=push,
+                  pr=pr if pr is not None else _env_pr(loaded.root), on_step=on_step)
     registry = open_registry(loaded.config.release, project=job.project, root=loaded.root)
     try:
         return _release(job, registry)
@@ -707,9 +707,23 @@ def _has_remote(root: Path, name: str) -> bool:
     return name in done.stdout.split()
 
 
-def _env_pr() -> int | None:
+def _env_pr(root: Path) -> int | None:
+    """FTCI_PR_NUMBER, else in GitHub Actions the merged pull request of HEAD (a push to main
+    does not carry its number)."""
     value = os.environ.get("FTCI_PR_NUMBER", "").strip()
-    return int(value) if value.isdigit() else None
+    if value.isdigit():
+        return int(value)
+    token, repository = os.environ.get("GITHUB_TOKEN"), os.environ.get("GITHUB_REPOSITORY")
+    commit = _head_commit(root)
+    if os.environ.get("GITHUB_ACTIONS") != "true" or not (token and repository and commit):
+        return None
+    from ftci.release.github import pull_request_of
+
+    try:
+        return pull_request_of(os.environ.get("GITHUB_API_URL", "https://api.github.com"),
+                               repository, token, commit)
+    except InfraError:
+        return None  # the number is provenance, not a reason to stop a release
 
 
 def _user() -> str:

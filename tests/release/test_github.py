@@ -21,7 +21,13 @@ import pytest
 
 from ftci.errors import BadInputError, InfraError
 from ftci.release.candidate import find_candidate, verify_run_files
-from ftci.release.github import GitHubReleases, artifact_name, download_candidate, extract_zip
+from ftci.release.github import (
+    GitHubReleases,
+    artifact_name,
+    download_candidate,
+    extract_zip,
+    pull_request_of,
+)
 from ftci.state import state_dir
 from tests.helpers.fake_github import FakeGitHub, FakeGitHubServer
 from tests.helpers.report_repo import EVAL_STAMP, RUN_KEY, make_repo
@@ -52,6 +58,14 @@ def train_eval_zip(tmp_path: Path, *, key_dir: str = RUN_KEY) -> bytes:
             if path.is_file():
                 bundle.write(path, path.relative_to(state).as_posix())
     return buffer.getvalue()
+
+
+# ---- the pull request of a merge commit ------------------------------------------------------
+def test_the_merged_pull_request_of_a_commit_is_found(github: FakeGitHub) -> None:
+    github.add_merged_pull(7, head_sha="b" * 40, merge_commit_sha="c" * 40)
+    github.add_merged_pull(9, head_sha="d" * 40, merge_commit_sha="e" * 40)
+    assert pull_request_of(github.api_url, REPOSITORY, TOKEN, "c" * 40) == 7
+    assert pull_request_of(github.api_url, REPOSITORY, TOKEN, "f" * 40) is None
 
 
 # ---- releases -------------------------------------------------------------------------------
