@@ -43,7 +43,7 @@ from ftci.evals.backends.base import Chat, GenerationParams
 WORKER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
               "HF_DATASETS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 # vLLM on a CPU: bf16 (its CPU kernels), eager (no graph capture), a bounded context.
-CPU_ENGINE = {"dtype": "bfloat16", "max_model_len": 2048, "enforce_eager": True}
+CPU_ENGINE: dict[str, Any] = {"dtype": "bfloat16", "max_model_len": 2048, "enforce_eager": True}
 STOP_WAIT_S = 30.0
 LOG_TAIL_LINES = 30
 _ERRORS: dict[str, type[FtciError]] = {"BadInputError": BadInputError, "GateFailed": GateFailed}
