@@ -135,7 +135,8 @@ def _compress(merged_dir: Path, partial: Path, *, scheme: str, calibration: str,
         done = subprocess.run([str(python), str(WORKER), str(scratch / "request.json")],
                               cwd=scratch, env=env, text=True, check=False,
                               stdout=None if debug else subprocess.DEVNULL,
-                              stderr=None if debug else subprocess.PIPE)
+                              stderr=None if debug else subprocess.PIPE,
+                              preexec_fn=_die_with_parent)
         if done.returncode != 0 or not (scratch / "result.json").is_file():
             tail = "\n".join((done.stderr or "").strip().splitlines()[-STDERR_LINES:])
             raise InfraError(
@@ -151,6 +152,18 @@ def _compress(merged_dir: Path, partial: Path, *, scheme: str, calibration: str,
     return QuantizationInfo(scheme=scheme, tool=result["tool"], recipe=result["recipe"],
                             calibration=used, serve_flags=SERVE_FLAGS[scheme],
                             format=_format(partial))
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when ftci dies (kill -9), so no orphaned worker keeps writing
+    into the `.partial` directory that the rerun clears (Linux prctl; elsewhere a no-op)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _llmc_python(root: Path) -> Path:

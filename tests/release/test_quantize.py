@@ -8,7 +8,11 @@ recipes run on a few banking-style chats. The llm-compressor venv is `.venv-llmc
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,6 +185,56 @@ def test_a_failing_worker_is_an_infra_error_with_its_last_lines(
         quantize(tiny_llama_dir, tmp_path / "model", scheme="w8a8-int8",
                  calibration="data-free", calibration_chats=[], max_seq_len=64, root=tmp_path)
     assert "No module named 'llmcompressor'" in raised.value.message
+    assert not (tmp_path / "model").exists()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_kill_9_of_ftci_takes_the_worker_with_it(llmc: Path, tiny_llama_dir: Path,
+                                                 tmp_path: Path):
+    """A rerun clears `<out>.partial`; an orphaned worker must not keep writing into it.
+    FTCI_DEBUG=1 passes the worker's output through, so no broken pipe would stop it; it is
+    killed at once (it takes longer than that to import llm-compressor, let alone finish)."""
+    script = ("import sys; from pathlib import Path; from ftci.release.quantize import quantize;"
+              " quantize(Path(sys.argv[1]), Path(sys.argv[2]), scheme='w8a8-int8',"
+              " calibration='data-free', calibration_chats=[], max_seq_len=64,"
+              " root=Path(sys.argv[2]).parent)")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tiny_llama_dir),
+                               str(tmp_path / "model")], cwd=REPO_ROOT,
+                              env={**os.environ, "FTCI_DEBUG": "1"})
+    try:
+        deadline, workers = time.monotonic() + 120, []
+        while not workers and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.05)
+            workers = _children(parent.pid)
+        assert workers, "the worker never started"
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 3
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
     assert not (tmp_path / "model").exists()
 
 
