@@ -61,3 +61,18 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
         return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), corpus)
+
+
+@pytest.fixture(scope="session")
+def vllm_tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with head size 64 (hidden 128, 2 heads): vLLM's CPU attention has no
+    kernel for the default tiny model's head size 16."""
+    try:
+        corpus = banking77_texts(400)
+    except FileNotFoundError as exc:
+        skip_or_fail(f"shared data sets not found ({exc}); set FTCI_SHARED_DIR to the shared/ dir")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+        return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-64"), corpus,
+                                hidden_size=128, heads=2)

@@ -40,11 +40,13 @@ def banking77_texts(limit: int = 400) -> list[str]:
 
 
 def build_tiny_llama(out_dir: Path, corpus: Iterable[str], *, seed: int = 0,
-                     max_positions: int = 256) -> Path:
+                     max_positions: int = 256, hidden_size: int = 64,
+                     heads: int = 4) -> Path:
     """Train a byte-level BPE tokenizer on `corpus`, build a random tiny Llama, save both.
 
     Saved like a pulled starter: safetensors weights, tokenizer files, a ChatML template and
-    a generation config that stops at <|im_end|>.
+    a generation config that stops at <|im_end|>. The default head size is 16; vLLM's CPU
+    attention needs one it has kernels for (64: `hidden_size=128, heads=2`).
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -78,11 +80,11 @@ def build_tiny_llama(out_dir: Path, corpus: Iterable[str], *, seed: int = 0,
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
+        hidden_size=hidden_size,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=128,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=2 * hidden_size,
         max_position_embeddings=max_positions,
         bos_token_id=im_start_id,
         eos_token_id=im_end_id,

@@ -33,10 +33,10 @@ def _needs_venvs() -> None:
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> dict:
+def released(tmp_path_factory: pytest.TempPathFactory, vllm_tiny_llama_dir: Path) -> dict:
     """Train, eval and release once; the tests below read what it left."""
     _needs_venvs()
-    repo = make_release_repo(tmp_path_factory.mktemp("release-e2e"), tiny_llama_dir)
+    repo = make_release_repo(tmp_path_factory.mktemp("release-e2e"), vllm_tiny_llama_dir)
     root, remote, registry = repo["root"], repo["remote"], repo["registry"]
     run = ftci(root, "run")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

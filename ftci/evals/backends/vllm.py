@@ -31,6 +31,20 @@ from ftci.evals.backends.base import Chat, GenerationParams, cut_at_stop
 from ftci.evals.backends.openai import continuation_tokens, end_of_turn_text
 
 
+def fit_model_len(model_dir: Path, wanted: int | None) -> int | None:
+    """`wanted`, capped at the model's `max_position_embeddings` (vLLM refuses a longer one)."""
+    import json
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return wanted
+    limit = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if isinstance(limit, int) and limit > 0 and (wanted is None or wanted > limit):
+        return limit
+    return wanted
+
+
 class VLLMBackend:
     """A local model directory served by vLLM's offline engine; loads on first use."""
 
@@ -43,9 +57,9 @@ class VLLMBackend:
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise BadInputError(f"{self.model_dir}: no such model directory")
-        self.engine_args: dict[str, Any] = {"dtype": dtype, "max_model_len": max_model_len,
-                                            "enforce_eager": enforce_eager,
-                                            **(engine_args or {})}
+        self.engine_args: dict[str, Any] = {
+            "dtype": dtype, "max_model_len": fit_model_len(self.model_dir, max_model_len),
+            "enforce_eager": enforce_eager, **(engine_args or {})}
         self.chat_template = chat_template  # None: the model's own
         self._identity = identity
         self._llm: Any = None
