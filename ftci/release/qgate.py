@@ -113,7 +113,7 @@ def run_quantization_gate(loaded: LoadedConfig, merged_dir: Path, quant_dir: Pat
         ci_high=_signed(interval.get("high"), spec.higher_is_better, interval.get("low")),
         margin=margin, alpha=alpha, passed=passed, skipped=None, worst=_worst(record),
         p_value=record.p_value, p_adjusted=record.adjusted_p, method=comparison.get("method"),
-        results=str(out_path))
+        ci_confidence=interval.get("confidence"), ci_sided=interval.get("sided"))
 
 
 def gate_prompt(loaded: LoadedConfig, merged_dir: Path) -> PromptSetting:

@@ -101,8 +101,11 @@ def gate_lines(gate: GateSummary | None) -> list[str]:
         return ["Quantization gate: not run (nothing quantized)."]
     if gate.skipped:
         return [f"Quantization gate: skipped: {gate.skipped}."]
+    extra = gate.model_extra or {}
+    confidence = extra.get("ci_confidence") or 1 - 2 * gate.alpha
+    kind = "one-sided bounds" if extra.get("ci_sided") == "one" else "CI"
     interval = "" if gate.ci_low is None else \
-        f" ({1 - 2 * gate.alpha:.0%} CI [{number(gate.ci_low, signed=True)}, " \
+        f" ({confidence:.0%} {kind} [{number(gate.ci_low, signed=True)}, " \
         f"{number(gate.ci_high, signed=True)}])"
     verdict = "passed" if gate.passed else "FAILED"
     return [f"Quantization gate **{verdict}** through {gate.engine}: {gate.metric} "

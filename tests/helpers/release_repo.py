@@ -1,4 +1,4 @@
-"""A fine-tune repository to release: 180 banking77 messages (3 intents), a tiny-model LoRA, a
+"""A fine-tune repository to release: 240 banking77 messages (3 intents), a tiny-model LoRA, a
 gate that passes, a release section, committed in a real git repository with a real bare
 `origin`. Used by the end-to-end release test and the release kill test."""
 
@@ -16,14 +16,14 @@ from tests.helpers.tiny_model import shared_dir
 
 SYSTEM = "Classify the customer message. Answer with the label only."
 LABELS_WANTED = 3
-PER_LABEL = 60
+PER_LABEL = 80
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
                 "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 
 
 def write_project(root: Path, base_model: Path, registry: Path, *,
                   quantization: str = "w8a8-int8", extra: str = "") -> Path:
-    """The data, ftci.yaml and .gitignore; ~36 test items for the paired quantization gate."""
+    """The data, ftci.yaml and .gitignore; ~50 test items for the paired quantization gate."""
     with open(shared_dir() / "datasets" / "banking77" / "train.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     labels = sorted({row["category"] for row in rows})[:LABELS_WANTED]
@@ -46,10 +46,10 @@ def write_project(root: Path, base_model: Path, registry: Path, *,
         f"base_model: {json.dumps(str(base_model))}\n"
         "data:\n"
         "  sources: [data/]\n"
-        "  split: {train: 0.7, val: 0.1, test: 0.2}\n"
+        "  split: {train: 0.65, val: 0.1, test: 0.25}\n"
         "  checks: {min_examples: 30, recommended_examples: 30, min_per_class: 5}\n"
         "train: {method: lora, epochs: 1, learning_rate: 1.0e-3, micro_batch_size: 8,\n"
-        "        gradient_accumulation_steps: 1, max_seq_len: 128, warmup_ratio: 0.0,\n"
+        "        gradient_accumulation_steps: 1, max_seq_len: 256, warmup_ratio: 0.0,\n"
         "        gradient_checkpointing: false, lora: {r: 8, alpha: 16}}\n"
         "eval: {suites: [], baseline: base, gates: [{metric: accuracy, min: 0.0}]}\n"
         f"release: {{registry: local, path: {json.dumps(str(registry))}, "
