@@ -115,6 +115,7 @@ def run_release(loaded: LoadedConfig, *, dry_run: bool = False, push: bool = Tru
     from ftci.state import refuse_committed_state
 
     refuse_committed_state(loaded.root)
+    _quiet_libraries()
     job = Release(loaded, dry_run=dry_run, push=push,
                   pr=pr if pr is not None else _env_pr(loaded.root), on_step=on_step)
     registry = open_registry(loaded.config.release, project=job.project, root=loaded.root)
@@ -724,6 +725,17 @@ def _env_pr(root: Path) -> int | None:
                                repository, token, commit)
     except InfraError:
         return None  # the number is provenance, not a reason to stop a release
+
+
+def _quiet_libraries() -> None:
+    """No progress bars or advisory warnings from transformers, huggingface_hub and the
+    workers (they inherit the environment): the steps print their own lines. FTCI_DEBUG=1
+    keeps them."""
+    if os.environ.get("FTCI_DEBUG") == "1":
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def _user() -> str:

@@ -44,10 +44,14 @@ def released(tmp_path_factory: pytest.TempPathFactory, vllm_tiny_llama_dir: Path
     with FakeGitHubServer(fake):
         env = {"GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": "acme/intents",
                "GITHUB_API_URL": fake.api_url, "FTCI_PR_NUMBER": "7"}
+        dry = ftci(root, "--json", "release", "--dry-run", env=env)
+        after_dry = {"registry": registry.exists(), "tags": git(root, "tag", "--list"),
+                     "releases": dict(fake.releases)}
         first = ftci(root, "--json", "release", env=env)
         second = ftci(root, "--json", "release", env=env)
         releases = dict(getattr(fake, "releases", {}))
     return {"root": root, "remote": remote, "registry": registry, "first": first,
+            "dry": dry, "after_dry": after_dry,
             "second": second, "fake": fake, "releases": releases, "env": env}
 
 
@@ -61,6 +65,18 @@ def test_release_publishes_a_quantized_gated_version(released: dict) -> None:
     assert gate["passed"] and gate["items"] >= 30 and gate["engine"].startswith("vllm")
     assert out["sizes"]["model"] > 0 and out["sizes"]["adapter"] > 0
     assert TOKEN not in first.stdout + first.stderr
+
+
+def test_a_dry_run_gates_and_sizes_but_writes_nothing(released: dict) -> None:
+    dry = released["dry"]
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    out = json.loads(dry.stdout)
+    assert (out["dry_run"], out["released"], out["version"]) == (True, False, "0.1.0")
+    assert out["quantization_gate"]["items"] >= 30 and out["sizes"]["model"] > 0
+    assert released["after_dry"] == {"registry": False, "tags": "", "releases": {}}
+    from ftci.state import releases_dir
+
+    assert not list(releases_dir(released["root"]).glob("*"))
 
 
 def test_the_registry_holds_a_verifiable_release(released: dict) -> None:
