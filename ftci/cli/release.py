@@ -61,8 +61,9 @@ def release_group(ctx: click.Context, config_path: Path | None, overrides: tuple
         click.echo(f"already released as v{outcome.version} ({outcome.tag}); nothing to do")
     else:
         verb = "would release" if outcome.dry_run else "released"
-        since = f" after v{outcome.previous}" if outcome.previous else " (first release)"
-        click.echo(f"{verb} v{outcome.version} ({outcome.bump}{since}) as {outcome.tag}")
+        kind = f"{outcome.bump} after v{outcome.previous}" if outcome.previous else \
+            "first release" if outcome.bump == "first" else f"{outcome.bump}, first release"
+        click.echo(f"{verb} v{outcome.version} ({kind}) as {outcome.tag}")
         sizes = ", ".join(f"{name} {_size(size)}" for name, size in outcome.sizes.items()
                           if size)
         if sizes:
@@ -291,14 +292,10 @@ def _actor() -> str | None:
 
 
 def _gate_line(gate: dict[str, Any]) -> str:
-    if gate.get("skipped"):
-        return f"quantization gate: skipped ({gate['skipped']})"
-    low, high = gate.get("ci_low"), gate.get("ci_high")
-    ci = f" CI [{low:+.3f}, {high:+.3f}]" if low is not None and high is not None else ""
-    verdict = "passed" if gate.get("passed") else "FAILED"
-    return (f"quantization gate {verdict}: {gate['metric']} {gate['quantized']:.3f} quantized vs "
-            f"{gate['merged']:.3f} merged (delta {gate['delta']:+.3f}{ci}, n={gate['items']}, "
-            f"largest accepted drop {gate['margin']:g}) via {gate['engine']}")
+    from ftci.contracts.release import GateSummary
+    from ftci.release.tables import gate_lines
+
+    return gate_lines(GateSummary.model_validate(gate))[0].replace("**", "")
 
 
 def _size(size: int) -> str:

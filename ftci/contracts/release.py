@@ -42,8 +42,8 @@ class GateSummary(Part):
     metric: str
     engine: str
     items: int
-    merged: float
-    quantized: float
+    merged: float | None = Field(None, description="the merged model's metric (null: skipped)")
+    quantized: float | None = Field(None, description="the quantized model's (null: skipped)")
     delta: float = Field(description="quantized - merged")
     ci_low: float | None = None
     ci_high: float | None = None

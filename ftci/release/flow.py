@@ -446,10 +446,9 @@ def _gate(job: Release, merged_dir: Path, model_dir: Path, info: Any,
                                      work / "gate" / "results.json", metric=metric,
                                      margin=release.max_quantization_drop)
     else:
-        gate = GateSummary(metric=metric, engine="none", items=0, merged=float("nan"),
-                           quantized=float("nan"), delta=0.0, margin=release.max_quantization_drop,
-                           alpha=alpha, passed=True, skipped=skipped)
-        job.notes.append(f"quantization gate skipped: {skipped}")
+        gate = GateSummary(metric=metric, engine="none", items=0, delta=0.0,
+                           margin=release.max_quantization_drop, alpha=alpha, passed=True,
+                           skipped=skipped)
     from ftci.io import atomic_write_text
 
     summary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -459,10 +458,9 @@ def _gate(job: Release, merged_dir: Path, model_dir: Path, info: Any,
 
 
 def _gate_message(gate: GateSummary, margin: float) -> str:
-    low = "" if gate.ci_low is None else f", CI [{gate.ci_low:+.3f}, {gate.ci_high:+.3f}]"
-    lines = [f"quantization gate failed: {gate.metric} {gate.quantized:.3f} quantized vs "
-             f"{gate.merged:.3f} merged on {gate.items} test items (delta {gate.delta:+.3f}"
-             f"{low}); the largest accepted drop is {margin:g} (release.max_quantization_drop)"]
+    from ftci.release.tables import gate_lines
+
+    lines = [gate_lines(gate)[0].replace("**", "") + " (release.max_quantization_drop)"]
     for item in gate.worst[:SHOWN_WORST]:
         lines.append(f"  - {item.get('id') or item.get('digest', '')[:12]}: expected "
                      f"{item.get('expected')!r}, merged {item.get('merged')!r}, quantized "
@@ -736,6 +734,12 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import logging
+    import warnings
+
+    # bitsandbytes' CPU backend says it cannot fetch an optional kernel from the Hub (offline)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside peft
 
 
 def _user() -> str:
