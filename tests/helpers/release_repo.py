@@ -4,7 +4,6 @@ gate that passes, a release section, committed in a real git repository with a r
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -12,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers.git import git
-from tests.helpers.tiny_model import shared_dir
+from tests.helpers.run_repo import write_messages
 
 SYSTEM = "Classify the customer message. Answer with the label only."
 LABELS_WANTED = 3
@@ -24,19 +23,7 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
 def write_project(root: Path, base_model: Path, registry: Path, *,
                   quantization: str = "w8a8-int8", extra: str = "") -> Path:
     """The data, ftci.yaml and .gitignore; ~50 test items for the paired quantization gate."""
-    with open(shared_dir() / "datasets" / "banking77" / "train.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    labels = sorted({row["category"] for row in rows})[:LABELS_WANTED]
-    picked, seen = [], set()
-    for label in labels:
-        texts = [r["text"] for r in rows if r["category"] == label and r["text"].lower()
-                 not in seen]
-        for text in texts[:PER_LABEL]:
-            seen.add(text.lower())
-            picked.append({"text": text, "label": label})
-    data = root / "data" / "messages.jsonl"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    data.write_text("".join(json.dumps(row) + "\n" for row in picked), encoding="utf-8")
+    labels = write_messages(root, PER_LABEL, LABELS_WANTED)
     (root / ".gitignore").write_text(".ftci/\n", encoding="utf-8")
     config = root / "ftci.yaml"
     config.write_text(
