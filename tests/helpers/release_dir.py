@@ -8,10 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
 
 from ftci.contracts.release import QuantizationInfo, ReleaseManifest
 from ftci.contracts.run import ArtifactFile
 from ftci.release import layout
+
+if TYPE_CHECKING:
+    from ftci.release.registry.base import Registry
 
 
 def default_files(version: str = "0.1.0") -> dict[str, bytes]:
@@ -54,3 +60,23 @@ def make_release_dir(parent: Path, *, version: str = "0.1.0", commit: str = "a" 
     (directory / layout.MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n",
                                              encoding="utf-8")
     return directory
+
+
+def assert_fetched_as(fetched: Path, source: Path) -> None:
+    """`fetched` holds exactly the files `source`'s release.json lists plus release.json (not a
+    stray file beside them in `source`), each byte for byte."""
+    listed = json.loads((source / layout.MANIFEST).read_text(encoding="utf-8"))["files"]
+    names = sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file())
+    assert names == sorted([*listed, layout.MANIFEST])
+    for name in names:
+        assert (fetched / name).read_bytes() == (source / name).read_bytes(), name
+
+
+def assert_damage_found(registry: Registry, version: str, damaged: str, dest: Path) -> None:
+    """After one stored file of `version` (`damaged`, a path in the release) was altered:
+    verify names it alone as a sha256 mismatch, and a fetch into `dest` fails leaving nothing."""
+    problems = registry.verify(version)
+    assert len(problems) == 1 and problems[0].startswith(f"{damaged}: sha256"), problems
+    with pytest.raises(Exception, match="sha256 mismatch"):
+        registry.fetch(version, dest)
+    assert not dest.exists()

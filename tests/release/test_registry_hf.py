@@ -16,7 +16,12 @@ import pytest
 from ftci.errors import BadInputError
 from ftci.release.registry.base import Registry, RegistryConflict
 from tests.helpers.fake_hub import FakeHub, running_fake_hub
-from tests.helpers.release_dir import default_files, make_release_dir
+from tests.helpers.release_dir import (
+    assert_damage_found,
+    assert_fetched_as,
+    default_files,
+    make_release_dir,
+)
 from tests.helpers.skips import import_or_skip
 
 REPO = "acme/demo-intents"
@@ -100,21 +105,11 @@ def test_publish_list_fetch_verify(registry: Registry, hub: FakeHub, tmp_path: P
     safetensors = hub.repo.commits[hub.repo.tags["v0.1.0"]].files["model/model.safetensors"]
     assert safetensors[1] is True  # went through the LFS batch + PUT
 
-    fetched = registry.fetch("0.1.0", tmp_path / "out")
-    names = sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file())
-    expected = sorted(p.relative_to(first).as_posix() for p in first.rglob("*")
-                      if p.is_file() and p.name != "stray.txt")
-    assert names == expected
-    for name in names:
-        assert (fetched / name).read_bytes() == (first / name).read_bytes(), name
+    assert_fetched_as(registry.fetch("0.1.0", tmp_path / "out"), first)
     assert registry.verify("0.1.0") == []
 
     hub.corrupt("model/model.safetensors", "v0.1.0")
-    problems = registry.verify("0.1.0")
-    assert len(problems) == 1 and problems[0].startswith("model/model.safetensors: sha256")
-    with pytest.raises(Exception, match="sha256 mismatch"):
-        registry.fetch("0.1.0", tmp_path / "again")
-    assert not (tmp_path / "again").exists()
+    assert_damage_found(registry, "0.1.0", "model/model.safetensors", tmp_path / "again")
 
 
 def test_idempotent_republish_and_conflict(registry: Registry, hub: FakeHub,

@@ -14,7 +14,7 @@ import pytest
 from ftci.errors import BadInputError
 from ftci.release.registry.base import Registry, RegistryConflict
 from tests.helpers.mlflow_server import MlflowServer, running_mlflow_server
-from tests.helpers.release_dir import make_release_dir
+from tests.helpers.release_dir import assert_damage_found, assert_fetched_as, make_release_dir
 from tests.helpers.skips import import_or_skip
 
 pytestmark = pytest.mark.slow
@@ -52,13 +52,7 @@ def test_publish_list_fetch_verify(registry: Registry, server: MlflowServer,
     assert found is not None and found.version == "0.2.0"
     assert registry.find(commit="a" * 40) is not None and registry.get("0.9.0") is None
 
-    fetched = registry.fetch("0.1.0", tmp_path / "out")
-    names = sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file())
-    expected = sorted(p.relative_to(first).as_posix() for p in first.rglob("*")
-                      if p.is_file() and p.name != "stray.txt")
-    assert names == expected
-    for name in names:
-        assert (fetched / name).read_bytes() == (first / name).read_bytes(), name
+    assert_fetched_as(registry.fetch("0.1.0", tmp_path / "out"), first)
     assert registry.verify("0.1.0") == []
 
     # damage one stored artifact on the server's disk
@@ -69,11 +63,7 @@ def test_publish_list_fetch_verify(registry: Registry, server: MlflowServer,
     data = bytearray(target.read_bytes())
     data[-1] ^= 0xFF
     target.write_bytes(bytes(data))
-    problems = registry.verify("0.1.0")
-    assert len(problems) == 1 and problems[0].startswith("model/model.safetensors: sha256")
-    with pytest.raises(Exception, match="sha256 mismatch"):
-        registry.fetch("0.1.0", tmp_path / "again")
-    assert not (tmp_path / "again").exists()
+    assert_damage_found(registry, "0.1.0", "model/model.safetensors", tmp_path / "again")
     assert registry.verify("0.2.0") == []
 
 

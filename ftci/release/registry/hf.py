@@ -41,14 +41,14 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import ftci.release.registry._common as common
 from ftci.errors import BadInputError, FtciError, InfraError
 from ftci.release import layout
-from ftci.release.registry.base import ALIASES, AliasEvent, PublishedVersion, RegistryConflict
+from ftci.release.registry.base import AliasEvent, PublishedVersion
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -61,12 +61,9 @@ _TAG = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 T = TypeVar("T")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _semver(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
+def _tagged(tags: dict[str, str]) -> list[str]:
+    """The versions the `vX.Y.Z` tags name, in semver order."""
+    return sorted((t[1:] for t in tags if _TAG.fullmatch(t)), key=common.semver)
 
 
 class HubRegistry:
@@ -158,7 +155,7 @@ class HubRegistry:
 
     def _raise_as_ftci(self, what: str, error: BaseException) -> NoReturn:
         """`error` (caught around a call that needed its own handling) mapped as `_call` does."""
-        self._call(what, partial(_reraise, error))
+        self._call(what, partial(common.reraise, error))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _cache_dir(self) -> Path:
@@ -190,17 +187,10 @@ class HubRegistry:
                 {ref.name: ref.target_commit for ref in refs.branches})
 
     def _record(self, version: str, commit: str) -> tuple[PublishedVersion, dict[str, Any]]:
-        from ftci.contracts.release import ReleaseManifest
-
         raw = self._download(layout.MANIFEST, commit)
         assert raw is not None
-        manifest = ReleaseManifest.from_dict(json.loads(raw), source=f"{self.location}@v{version}")
-        record = PublishedVersion(
-            version=manifest.version, commit=manifest.commit, run_key=manifest.run_key,
-            release_key=manifest.release_key, manifest_sha256=hashlib.sha256(raw).hexdigest(),
-            created_at=manifest.created_at, created_by=manifest.created_by or "",
-            location=f"{self.location}/tree/v{version}",
-            files={path: (entry.size, entry.sha256) for path, entry in manifest.files.items()})
+        record = common.published_from(raw, source=f"{self.location}@v{version}",
+                                       location=f"{self.location}/tree/v{version}")
         return record, {"commit": commit, "raw": raw}
 
     def get(self, version: str) -> PublishedVersion | None:
@@ -212,7 +202,7 @@ class HubRegistry:
         tags, _ = self._refs()
         found = [(name[1:], commit) for name, commit in tags.items() if _TAG.fullmatch(name)]
         return [self._record(version, commit)[0]
-                for version, commit in sorted(found, key=lambda item: _semver(item[0]))]
+                for version, commit in sorted(found, key=lambda item: common.semver(item[0]))]
 
     def find(self, *, commit: str | None = None,
              release_key: str | None = None) -> PublishedVersion | None:
@@ -228,26 +218,12 @@ class HubRegistry:
     def publish(self, release_dir: Path, *, by: str) -> PublishedVersion:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-        from ftci.contracts.release import ReleaseManifest
-        from ftci.release.registry.local import _checked_files
-
-        manifest_path = Path(release_dir) / layout.MANIFEST
-        try:
-            raw = manifest_path.read_bytes()
-            manifest = ReleaseManifest.from_dict(json.loads(raw), source=manifest_path)
-        except OSError as exc:
-            raise BadInputError(f"{manifest_path}: cannot read the release manifest "
-                                f"({exc.strerror})") from None
-        except ValueError as exc:
-            raise BadInputError(f"{manifest_path}: not JSON ({exc})") from None
-        digest = hashlib.sha256(raw).hexdigest()
+        manifest, _, digest = common.read_release(release_dir)
         tag = f"v{manifest.version}"
         existing = self.get(manifest.version)
         if existing is not None:
             return self._same(existing, digest)
-        entries = _checked_files(manifest.files, manifest_path)
-        for name, size, sha in entries:
-            _check_file(Path(release_dir) / name, size, sha)
+        entries = common.listed_files(release_dir, manifest)
 
         _, branches = self._refs()
         head = branches.get("main")
@@ -299,19 +275,9 @@ class HubRegistry:
             self._same(existing, digest)
 
     def _same(self, existing: PublishedVersion, digest: str) -> PublishedVersion:
-        if existing.manifest_sha256 == digest:
-            return existing
-        raise RegistryConflict(
-            f"version {existing.version} is already on the Hub at {existing.location} with "
-            f"other content (its release.json {existing.manifest_sha256[:12]}..., this one "
-            f"{digest[:12]}...): versions are immutable",
-            hint="bump release.version in ftci.yaml (or set it to auto) and release again")
+        return common.same_or_conflict(existing, digest, f"on the Hub at {existing.location}")
 
     # ---- aliases ---------------------------------------------------------------------------
-    @staticmethod
-    def _check_alias(alias: str) -> None:
-        if alias not in ALIASES:
-            raise BadInputError(f"unknown alias {alias!r}", hint="aliases: " + ", ".join(ALIASES))
 
     def _ledger(self) -> tuple[str | None, bytes]:
         """(the ledger branch's head, the alias log's bytes there)."""
@@ -335,40 +301,37 @@ class HubRegistry:
         return events
 
     def resolve(self, alias: str) -> str | None:
-        self._check_alias(alias)
-        events = [e for e in self._events(self._ledger()[1]) if e.alias == alias]
+        common.check_alias(alias)
+        events = common.of_alias(self._events(self._ledger()[1]), alias)
         return events[-1].version if events else None
 
     def alias_history(self, alias: str | None = None) -> list[AliasEvent]:
         if alias is not None:
-            self._check_alias(alias)
-        return [e for e in self._events(self._ledger()[1]) if alias is None or e.alias == alias]
+            common.check_alias(alias)
+        return common.of_alias(self._events(self._ledger()[1]), alias)
 
     def set_alias(self, alias: str, version: str | None, *, by: str,
                   reason: str = "") -> AliasEvent:
         from huggingface_hub import CommitOperationAdd
         from huggingface_hub.errors import HfHubHTTPError
 
-        self._check_alias(alias)
+        common.check_alias(alias)
         tags, branches = self._refs()
         target = None
         if version is not None:
             target = tags.get(f"v{version}")
             if target is None:
-                known = ", ".join(sorted((t[1:] for t in tags if _TAG.fullmatch(t)),
-                                         key=_semver)) or "none"
-                raise BadInputError(f"cannot point {alias} at {version}: no tag v{version} on "
-                                    f"{self.location} (released: {known})",
-                                    hint="`ftci release list` shows them")
+                raise common.unknown_target(alias, version, f"no tag v{version} on {self.location}",
+                                            _tagged(tags))
         for _ in range(APPEND_TRIES):
             head, data = self._ledger()
             if head is None:
                 head = self._create_ledger_branch()
-            previous = [e for e in self._events(data) if e.alias == alias]
+            previous = common.of_alias(self._events(data), alias)
             event = AliasEvent(alias=alias, version=version,
                                previous=previous[-1].version if previous else None,
-                               at=_now(), by=by, reason=reason)
-            line = json.dumps(event.__dict__, sort_keys=True).encode() + b"\n"
+                               at=common.now(), by=by, reason=reason)
+            line = common.event_json(event).encode() + b"\n"
             body = data + (b"" if not data or data.endswith(b"\n") else b"\n") + line
             operation = CommitOperationAdd(path_in_repo=ALIAS_LOG, path_or_fileobj=body)
             try:
@@ -412,10 +375,7 @@ class HubRegistry:
         tags, _ = self._refs()
         commit = tags.get(f"v{version}")
         if commit is None:
-            known = ", ".join(sorted((t[1:] for t in tags if _TAG.fullmatch(t)),
-                                     key=_semver)) or "none"
-            raise BadInputError(f"no version {version} on {self.location} (released: {known})",
-                                hint="`ftci release list` shows them")
+            raise common.unknown_version(version, f"on {self.location}", _tagged(tags))
         record, stored = self._record(version, commit)
         cache = Path(tempfile.mkdtemp(prefix="ftci-hub-fetch-", dir=self._cache_dir()))
         try:
@@ -427,31 +387,14 @@ class HubRegistry:
             shutil.rmtree(cache, ignore_errors=True)
 
     def fetch(self, version: str, dest: Path) -> Path:
-        dest = Path(dest)
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise BadInputError(f"{dest}: exists and is not an empty directory",
-                                hint="fetch into a new or empty directory")
+        dest = common.check_dest(dest)
         with self._snapshot(version) as (folder, stored, record):
-            problems = _problems(folder, record, stored["raw"])
-            if problems:
-                raise InfraError(f"{self.location}: v{version}: " + "; ".join(problems),
-                                 hint=f"`ftci release verify {version}` lists every damaged "
-                                      "file")
-            partial = dest.with_name(dest.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            for name in [*sorted(record.files), layout.MANIFEST]:
-                target = partial / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / name, target)
-        if dest.is_dir():
-            dest.rmdir()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, dest)
-        return dest
+            return common.fetch_downloaded(folder, record, stored["raw"], dest, version=version,
+                                           where=self.location)
 
     def verify(self, version: str) -> list[str]:
         with self._snapshot(version) as (folder, stored, record):
-            return _problems(folder, record, stored["raw"])
+            return common.downloaded_problems(folder, record, stored["raw"])
 
     def close(self) -> None:
         if self._cache is not None:
@@ -463,46 +406,3 @@ class HubRegistry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _reraise(error: BaseException) -> Any:
-    raise error
-
-
-def _check_file(path: Path, size: int, sha: str) -> None:
-    from ftci.digests import sha256_file
-
-    try:
-        found = path.stat().st_size
-    except OSError as exc:
-        raise BadInputError(f"{path}: listed in release.json but cannot be read "
-                            f"({exc.strerror})", hint="rebuild the release directory") from None
-    if found != size or sha256_file(path) != sha:
-        raise BadInputError(f"{path}: differs from release.json (size or sha256)",
-                            hint="the file changed after release.json was written; rebuild "
-                                 "the release directory")
-
-
-def _problems(folder: Path, record: PublishedVersion, raw: bytes) -> list[str]:
-    """Every downloaded file re-hashed against release.json."""
-    from ftci.digests import sha256_file
-
-    problems = []
-    manifest = folder / layout.MANIFEST
-    if not manifest.is_file() or hashlib.sha256(manifest.read_bytes()).digest() != \
-            hashlib.sha256(raw).digest():
-        problems.append(f"{layout.MANIFEST}: not the one the tag's revision holds")
-    for name, (size, sha) in sorted(record.files.items()):
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{name}: missing from the revision")
-            continue
-        found = path.stat().st_size
-        if found != size:
-            problems.append(f"{name}: size mismatch (expected {size} bytes, got {found})")
-            continue
-        got = sha256_file(path)
-        if got != sha:
-            problems.append(f"{name}: sha256 mismatch (expected {sha[:12]}..., got "
-                            f"{got[:12]}...)")
-    return problems

@@ -29,20 +29,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+import ftci.release.registry._common as common
 from ftci.errors import BadInputError, InfraError
 from ftci.io import fsync_directory
 from ftci.release import layout
-from ftci.release.registry.base import ALIASES, AliasEvent, PublishedVersion, RegistryConflict
+from ftci.release.registry.base import AliasEvent, PublishedVersion
 
 LEDGER = "ledger.sqlite"
 BLOBS = ("blobs", "sha256")
@@ -51,7 +50,6 @@ BUSY_SECONDS = 120.0
 CHUNK_BYTES = 1 << 20
 CRASH_ENV = "FTCI_TEST_CRASH_AFTER"
 CRASH_EXIT = 137
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS versions (
@@ -80,14 +78,6 @@ def crash_after(point: str) -> None:
     names `point`. Cheap when unset."""
     if os.environ.get(CRASH_ENV) == point:
         os._exit(CRASH_EXIT)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _short(digest: str) -> str:
-    return digest[:12] + "..."
 
 
 class LocalRegistry:
@@ -232,20 +222,13 @@ class LocalRegistry:
                 f"SELECT {_VERSION_COLUMNS}, manifest FROM versions WHERE version = ?",
                 (version,)).fetchone()
             if db is None or row is None:
-                known = ", ".join(v.version for v in self.versions()) or "none"
-                raise BadInputError(f"no version {version} in the registry {self.location} "
-                                    f"(released: {known})",
-                                    hint="`ftci release list` shows them")
+                raise common.unknown_version(version, f"in the registry {self.location}",
+                                             (v.version for v in self.versions()))
             return self._record(db, row[:-1]), str(row[-1])
 
     # ---- aliases ---------------------------------------------------------------------------
-    @staticmethod
-    def _check_alias(alias: str) -> None:
-        if alias not in ALIASES:
-            raise BadInputError(f"unknown alias {alias!r}", hint="aliases: " + ", ".join(ALIASES))
-
     def resolve(self, alias: str) -> str | None:
-        self._check_alias(alias)
+        common.check_alias(alias)
         with self._read() as db:
             row = None if db is None else db.execute(
                 "SELECT version FROM alias_events WHERE alias = ? ORDER BY id DESC LIMIT 1",
@@ -254,19 +237,17 @@ class LocalRegistry:
 
     def set_alias(self, alias: str, version: str | None, *, by: str,
                   reason: str = "") -> AliasEvent:
-        self._check_alias(alias)
+        common.check_alias(alias)
         with self._write("alias") as db:
             if version is not None and db.execute(
                     "SELECT 1 FROM versions WHERE version = ?", (version,)).fetchone() is None:
-                known = ", ".join(row[0] for row in db.execute(
-                    "SELECT version FROM versions ORDER BY rowid")) or "none"
-                raise BadInputError(f"cannot point {alias} at {version}: no such version in "
-                                    f"the registry {self.location} (released: {known})",
-                                    hint="`ftci release list` shows them")
+                raise common.unknown_target(alias, version, f"no such version in the registry "
+                                            f"{self.location}", (row[0] for row in db.execute(
+                                                "SELECT version FROM versions ORDER BY rowid")))
             row = db.execute("SELECT version FROM alias_events WHERE alias = ? "
                              "ORDER BY id DESC LIMIT 1", (alias,)).fetchone()
             event = AliasEvent(alias=alias, version=version, previous=row[0] if row else None,
-                               at=_now(), by=by, reason=reason)
+                               at=common.now(), by=by, reason=reason)
             db.execute("INSERT INTO alias_events (alias, version, previous, at, by, reason) "
                        "VALUES (?, ?, ?, ?, ?, ?)", (event.alias, event.version,
                                                       event.previous, event.at, event.by,
@@ -275,7 +256,7 @@ class LocalRegistry:
 
     def alias_history(self, alias: str | None = None) -> list[AliasEvent]:
         if alias is not None:
-            self._check_alias(alias)
+            common.check_alias(alias)
         with self._read() as db:
             if db is None:
                 return []
@@ -286,24 +267,11 @@ class LocalRegistry:
 
     # ---- publishing ------------------------------------------------------------------------
     def publish(self, release_dir: Path, *, by: str) -> PublishedVersion:
-        from ftci.contracts.release import ReleaseManifest
-
-        manifest_path = Path(release_dir) / layout.MANIFEST
-        try:
-            raw = manifest_path.read_bytes()
-            data = json.loads(raw)
-        except OSError as exc:
-            raise BadInputError(f"{manifest_path}: cannot read the release manifest "
-                                f"({exc.strerror})", hint="publish a directory `ftci release` "
-                                                          "assembled") from None
-        except ValueError as exc:
-            raise BadInputError(f"{manifest_path}: not JSON ({exc})") from None
-        manifest = ReleaseManifest.from_dict(data, source=manifest_path)
-        digest = hashlib.sha256(raw).hexdigest()
+        manifest, raw, digest = common.read_release(release_dir)
         existing = self.get(manifest.version)
         if existing is not None:
             return self._same(existing, digest)
-        entries = _checked_files(manifest.files, manifest_path)
+        entries = common.checked_files(manifest.files, Path(release_dir) / layout.MANIFEST)
         entries.append((layout.MANIFEST, len(raw), digest))
         for index, (name, size, sha) in enumerate(entries, start=1):
             self._store(Path(release_dir) / name, size, sha, index)
@@ -316,7 +284,7 @@ class LocalRegistry:
                     f"INSERT INTO versions ({_VERSION_COLUMNS}, manifest) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (manifest.version, manifest.commit, manifest.run_key, manifest.release_key,
-                     digest, _now(), by, raw.decode("utf-8")))
+                     digest, common.now(), by, raw.decode("utf-8")))
                 db.executemany("INSERT INTO files (version, path, size, sha256) "
                                "VALUES (?, ?, ?, ?)",
                                [(manifest.version, *entry) for entry in entries[:-1]])
@@ -326,33 +294,19 @@ class LocalRegistry:
         return self._same(published, digest)
 
     def _same(self, existing: PublishedVersion, digest: str) -> PublishedVersion:
-        if existing.manifest_sha256 == digest:
-            return existing
-        raise RegistryConflict(
-            f"version {existing.version} is already in the registry {self.location} with "
-            f"other content (its release.json {_short(existing.manifest_sha256)}, this one "
-            f"{_short(digest)}): versions are immutable",
-            hint="bump release.version in ftci.yaml (or set it to auto) and release again")
+        return common.same_or_conflict(existing, digest, f"in the registry {self.location}")
 
     def _blob(self, sha: str) -> Path:
         return self.path.joinpath(*BLOBS, sha[:2], sha)
 
     def _store(self, source: Path, size: int, sha: str, index: int) -> None:
         """`source` as the blob `sha`, after checking it is what release.json says."""
-        try:
-            found = source.stat().st_size
-        except OSError as exc:
-            raise BadInputError(f"{source}: listed in release.json but cannot be read "
-                                f"({exc.strerror})",
-                                hint="rebuild the release directory") from None
-        if found != size:
-            raise BadInputError(f"{source}: size mismatch with release.json (expected {size} "
-                                f"bytes, got {found})",
-                                hint="the file changed after release.json was written; "
-                                     "rebuild the release directory")
+        from ftci.digests import sha256_file
+
+        common.check_size(source, size)
         blob = self._blob(sha)
         if blob.is_file() and blob.stat().st_size == size:
-            _mismatch_is_bad_input(source, sha, _sha256_of(source))
+            common.check_sha(source, sha, sha256_file(source))
             return
         blob.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{sha[:16]}.", suffix=".tmp", dir=blob.parent)
@@ -361,7 +315,7 @@ class LocalRegistry:
                 got = _copy(source, out)
                 out.flush()
                 os.fsync(out.fileno())
-            _mismatch_is_bad_input(source, sha, got)
+            common.check_sha(source, sha, got)
             crash_after(f"blob_partial:{index}")
             os.chmod(temp, 0o444)
             os.replace(temp, blob)
@@ -380,12 +334,8 @@ class LocalRegistry:
 
     def fetch(self, version: str, dest: Path) -> Path:
         files, _ = self._stored(version)
-        dest = Path(dest)
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise BadInputError(f"{dest}: exists and is not an empty directory",
-                                hint="fetch into a new or empty directory")
-        partial = dest.with_name(dest.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        dest = common.check_dest(dest)
+        partial = common.fresh_partial(dest)
         partial.mkdir(parents=True)
         for index, (name, _size, sha) in enumerate(files, start=1):
             blob = self._blob(sha)
@@ -400,21 +350,16 @@ class LocalRegistry:
                 shutil.rmtree(partial, ignore_errors=True)
                 raise InfraError(f"{self.location}: v{version} {name}: missing blob "
                                  f"{blob.relative_to(self.path)}",
-                                 hint=f"`ftci release verify {version}` lists every damaged "
-                                      "file") from None
+                                 hint=common.damaged_hint(version)) from None
             if got != sha:
                 shutil.rmtree(partial, ignore_errors=True)
                 raise InfraError(f"{self.location}: v{version} {name}: sha256 mismatch "
-                                 f"(expected {_short(sha)}, got {_short(got)})",
-                                 hint=f"`ftci release verify {version}` lists every damaged "
-                                      "file")
+                                 f"(expected {common.short(sha)}, got {common.short(got)})",
+                                 hint=common.damaged_hint(version))
             crash_after(f"fetch:{index}")
         for directory in sorted({p for p in partial.rglob("*") if p.is_dir()} | {partial}):
             fsync_directory(directory)
-        if dest.is_dir():
-            dest.rmdir()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, dest)
+        common.put_in_place(partial, dest)
         fsync_directory(dest.parent)
         return dest
 
@@ -435,19 +380,10 @@ class LocalRegistry:
         for name, size, sha in files:
             blob = self._blob(sha)
             where = blob.relative_to(self.path).as_posix()
-            try:
-                found = blob.stat().st_size
-            except FileNotFoundError:
-                problems.append(f"{name}: missing blob {where}")
-                continue
-            if found != size:
-                problems.append(f"{name}: size mismatch (expected {size} bytes, got {found}) "
-                                f"in {where}")
-                continue
-            got = _sha256_of(blob)
-            if got != sha:
-                problems.append(f"{name}: sha256 mismatch (expected {_short(sha)}, got "
-                                f"{_short(got)})")
+            problem = common.file_problem(name, blob, size, sha, missing=f"missing blob {where}",
+                                          where=f" in {where}")
+            if problem:
+                problems.append(problem)
         return problems
 
     def close(self) -> None:
@@ -462,23 +398,6 @@ class LocalRegistry:
         self.close()
 
 
-def _checked_files(files: dict[str, Any], source: Path) -> list[tuple[str, int, str]]:
-    """release.json's files as (path, size, sha256) in path order; a path that could leave the
-    release directory, or a malformed digest, is bad input."""
-    checked = []
-    for name, entry in sorted(files.items()):
-        pure = PurePosixPath(name)
-        if (not name or pure.is_absolute() or ".." in pure.parts or str(pure) != name
-                or "\\" in name or name == layout.MANIFEST):
-            raise BadInputError(f"{source}: files: {name!r} is not a relative path inside the "
-                                "release directory", hint="rebuild the release directory")
-        if not _SHA256.fullmatch(entry.sha256) or entry.size < 0:
-            raise BadInputError(f"{source}: files: {name}: not a size and a sha256 hex digest",
-                                hint="rebuild the release directory")
-        checked.append((name, int(entry.size), str(entry.sha256)))
-    return checked
-
-
 def _copy(source: Path, out: Any) -> str:
     """Copy `source` into the open file `out`; the sha256 of what was copied."""
     digest = hashlib.sha256()
@@ -487,17 +406,3 @@ def _copy(source: Path, out: Any) -> str:
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()
-
-
-def _sha256_of(path: Path) -> str:
-    from ftci.digests import sha256_file
-
-    return sha256_file(path)
-
-
-def _mismatch_is_bad_input(source: Path, expected: str, got: str) -> None:
-    if got != expected:
-        raise BadInputError(f"{source}: sha256 mismatch with release.json (expected "
-                            f"{_short(expected)}, got {_short(got)})",
-                            hint="the file changed after release.json was written; rebuild "
-                                 "the release directory")

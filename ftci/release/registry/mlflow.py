@@ -30,7 +30,6 @@ Decisions:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -44,19 +43,16 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import ftci.release.registry._common as common
 from ftci.errors import BadInputError, FtciError, InfraError
 from ftci.release import layout
-from ftci.release.registry.base import ALIASES, AliasEvent, PublishedVersion, RegistryConflict
+from ftci.release.registry.base import AliasEvent, PublishedVersion
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 EVENT_TAG = "ftci.alias_event."
 T = TypeVar("T")
-
-
-def _semver(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
 
 
 class MlflowRegistry:
@@ -140,22 +136,16 @@ class MlflowRegistry:
         key = f"{mv.version}"
         if key in self._records:
             return self._records[key]
-        from ftci.contracts.release import ReleaseManifest
-
         with tempfile.TemporaryDirectory(prefix="ftci-mlflow-") as scratch:
             path = self._call(f"download {layout.MANIFEST} of v{mv.tags['ftci.version']}",
                               lambda: self.client.download_artifacts(
                                   mv.run_id, layout.MANIFEST, scratch))
             raw = Path(path).read_bytes()
-        manifest = ReleaseManifest.from_dict(json.loads(raw), source=f"{self.location}/{key}")
         created = datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc)
-        record = PublishedVersion(
-            version=manifest.version, commit=manifest.commit, run_key=manifest.run_key,
-            release_key=manifest.release_key, manifest_sha256=hashlib.sha256(raw).hexdigest(),
-            created_at=created.isoformat(timespec="seconds"),
-            created_by=mv.tags.get("ftci.by", ""),
-            location=f"models:/{self.model_name}/{mv.version}",
-            files={path: (entry.size, entry.sha256) for path, entry in manifest.files.items()})
+        record = common.published_from(raw, source=f"{self.location}/{key}",
+                                       location=f"models:/{self.model_name}/{mv.version}",
+                                       created_at=created.isoformat(timespec="seconds"),
+                                       created_by=mv.tags.get("ftci.by", ""))
         self._records[key] = (record, raw, mv.run_id)
         return self._records[key]
 
@@ -165,7 +155,7 @@ class MlflowRegistry:
 
     def versions(self) -> list[PublishedVersion]:
         chosen = self._by_version()
-        return [self._record(chosen[v])[0] for v in sorted(chosen, key=_semver)]
+        return [self._record(chosen[v])[0] for v in sorted(chosen, key=common.semver)]
 
     def find(self, *, commit: str | None = None,
              release_key: str | None = None) -> PublishedVersion | None:
@@ -179,26 +169,11 @@ class MlflowRegistry:
 
     # ---- publishing ------------------------------------------------------------------------
     def publish(self, release_dir: Path, *, by: str) -> PublishedVersion:
-        from ftci.contracts.release import ReleaseManifest
-        from ftci.release.registry.hf import _check_file
-        from ftci.release.registry.local import _checked_files
-
-        manifest_path = Path(release_dir) / layout.MANIFEST
-        try:
-            raw = manifest_path.read_bytes()
-            manifest = ReleaseManifest.from_dict(json.loads(raw), source=manifest_path)
-        except OSError as exc:
-            raise BadInputError(f"{manifest_path}: cannot read the release manifest "
-                                f"({exc.strerror})") from None
-        except ValueError as exc:
-            raise BadInputError(f"{manifest_path}: not JSON ({exc})") from None
-        digest = hashlib.sha256(raw).hexdigest()
+        manifest, _, digest = common.read_release(release_dir)
         existing = self.get(manifest.version)
         if existing is not None:
             return self._same(existing, digest)
-        entries = _checked_files(manifest.files, manifest_path)
-        for name, size, sha in entries:
-            _check_file(Path(release_dir) / name, size, sha)
+        entries = common.listed_files(release_dir, manifest)
         tags = {"ftci.version": manifest.version, "ftci.commit": manifest.commit or "",
                 "ftci.run_key": manifest.run_key, "ftci.release_key": manifest.release_key,
                 "ftci.manifest_sha256": digest, "ftci.by": by}
@@ -268,27 +243,17 @@ class MlflowRegistry:
                                              "release; tag ftci.version is its semver)")
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                self._call("create the registered model", partial(_reraise, exc))
+                self._call("create the registered model", partial(common.reraise, exc))
 
     def _same(self, existing: PublishedVersion, digest: str) -> PublishedVersion:
-        if existing.manifest_sha256 == digest:
-            return existing
-        raise RegistryConflict(
-            f"version {existing.version} is already in {existing.location} with other "
-            f"content (its release.json {existing.manifest_sha256[:12]}..., this one "
-            f"{digest[:12]}...): versions are immutable",
-            hint="bump release.version in ftci.yaml (or set it to auto) and release again")
+        return common.same_or_conflict(existing, digest, f"in {existing.location}")
 
     # ---- aliases ---------------------------------------------------------------------------
-    @staticmethod
-    def _check_alias(alias: str) -> None:
-        if alias not in ALIASES:
-            raise BadInputError(f"unknown alias {alias!r}", hint="aliases: " + ", ".join(ALIASES))
 
     def resolve(self, alias: str) -> str | None:
         from mlflow.exceptions import MlflowException
 
-        self._check_alias(alias)
+        common.check_alias(alias)
 
         def lookup() -> Any:
             try:
@@ -305,7 +270,7 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
 
         if alias is not None:
-            self._check_alias(alias)
+            common.check_alias(alias)
 
         def tags() -> dict[str, str]:
             try:
@@ -318,25 +283,22 @@ class MlflowRegistry:
         events = [AliasEvent(**json.loads(value)) for key, value in
                   sorted(self._call("read the alias history", tags).items())
                   if key.startswith(EVENT_TAG)]
-        return [e for e in events if alias is None or e.alias == alias]
+        return common.of_alias(events, alias)
 
     def set_alias(self, alias: str, version: str | None, *, by: str,
                   reason: str = "") -> AliasEvent:
-        self._check_alias(alias)
+        common.check_alias(alias)
         target = None
         if version is not None:
             target = self._by_version().get(version)
             if target is None:
-                known = ", ".join(v.version for v in self.versions()) or "none"
-                raise BadInputError(f"cannot point {alias} at {version}: no such version in "
-                                    f"{self.location} (released: {known})",
-                                    hint="`ftci release list` shows them")
+                raise common.unknown_target(alias, version, f"no such version in {self.location}",
+                                            (v.version for v in self.versions()))
         event = AliasEvent(alias=alias, version=version, previous=self.resolve(alias),
-                           at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           by=by, reason=reason)
+                           at=common.now(), by=by, reason=reason)
         key = f"{EVENT_TAG}{time.time_ns():020d}.{uuid.uuid4().hex[:8]}"
         self._call(f"record alias {alias}", lambda: self.client.set_registered_model_tag(
-            self.model_name, key, json.dumps(event.__dict__, sort_keys=True)))
+            self.model_name, key, common.event_json(event)))
         if target is not None:
             self._call(f"set alias {alias}", lambda: self.client.set_registered_model_alias(
                 self.model_name, alias, target.version))
@@ -350,9 +312,8 @@ class MlflowRegistry:
     def _downloaded(self, version: str) -> Iterator[tuple[Path, PublishedVersion, bytes]]:
         mv = self._by_version().get(version)
         if mv is None:
-            known = ", ".join(v.version for v in self.versions()) or "none"
-            raise BadInputError(f"no version {version} in {self.location} (released: {known})",
-                                hint="`ftci release list` shows them")
+            raise common.unknown_version(version, f"in {self.location}",
+                                         (v.version for v in self.versions()))
         record, raw, run_id = self._record(mv)
         scratch = Path(tempfile.mkdtemp(prefix="ftci-mlflow-fetch-"))
         try:
@@ -366,32 +327,14 @@ class MlflowRegistry:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def fetch(self, version: str, dest: Path) -> Path:
-        from ftci.release.registry.hf import _problems
-
-        dest = Path(dest)
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise BadInputError(f"{dest}: exists and is not an empty directory",
-                                hint="fetch into a new or empty directory")
+        dest = common.check_dest(dest)
         with self._downloaded(version) as (folder, record, raw):
-            problems = _problems(folder, record, raw)
-            if problems:
-                raise InfraError(f"{self.location}: v{version}: " + "; ".join(problems),
-                                 hint=f"`ftci release verify {version}` lists every damaged "
-                                      "file")
-            partial = dest.with_name(dest.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.copytree(folder, partial)
-        if dest.is_dir():
-            dest.rmdir()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, dest)
-        return dest
+            return common.fetch_downloaded(folder, record, raw, dest, version=version,
+                                           where=self.location)
 
     def verify(self, version: str) -> list[str]:
-        from ftci.release.registry.hf import _problems
-
         with self._downloaded(version) as (folder, record, raw):
-            return _problems(folder, record, raw)
+            return common.downloaded_problems(folder, record, raw)
 
     def close(self) -> None:
         self._client = None
@@ -402,7 +345,3 @@ class MlflowRegistry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _reraise(error: BaseException) -> Any:
-    raise error
