@@ -14,6 +14,8 @@
 # nothing. Environment: LLMC_VENV_PYTHON (base interpreter, default python3.11), LLMC_PIP_ARGS
 # (extra pip options, e.g. an index URL).
 set -euo pipefail
+# shellcheck source=scripts/_venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 
 DIR="${1:-.venv-llmc}"
 PYTHON="${LLMC_VENV_PYTHON:-python3.11}"
@@ -23,22 +25,11 @@ LLMC_SPEC="llmcompressor==0.14.0.1"
 RECIPE="$TORCH_SPEC $LLMC_SPEC"
 STAMP="$DIR/.ftci-llmc-installed"
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$RECIPE" ] && [ -x "$DIR/bin/python" ]; then
-    echo "llm-compressor venv up to date: $DIR"
-    exit 0
-fi
-
-echo "==> creating the llm-compressor venv in $DIR (about 1.5 GB, 1-2 minutes)"
-if [ ! -x "$DIR/bin/python" ]; then
-    "$PYTHON" -m venv "$DIR"
-fi
-echo "*" > "$DIR/.gitignore"
-pip=("$DIR/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install --quiet --upgrade pip
+venv_begin "llm-compressor venv" "$DIR" "$PYTHON" "$RECIPE" "$STAMP" python \
+    "about 1.5 GB, 1-2 minutes"
 # shellcheck disable=SC2086  # PIP_ARGS is a word list
 "${pip[@]}" install --quiet $PIP_ARGS "$TORCH_SPEC"
 # shellcheck disable=SC2086
 "${pip[@]}" install --quiet $PIP_ARGS "$LLMC_SPEC" "$TORCH_SPEC"
 "$DIR/bin/python" -c "import llmcompressor, compressed_tensors, torch, transformers; print('llmcompressor', llmcompressor.__version__, 'compressed-tensors', compressed_tensors.__version__, 'transformers', transformers.__version__, 'torch', torch.__version__)"
-echo "$RECIPE" > "$STAMP"
-echo "llm-compressor venv ready: $DIR"
+venv_end "llm-compressor venv" "$DIR" "$RECIPE" "$STAMP"

@@ -12,6 +12,8 @@
 # Idempotent: a stamp file records the exact recipe. Environment: MLFLOW_VENV_PYTHON (base
 # interpreter, default python3.11), MLFLOW_PIP_ARGS (extra pip options, e.g. an index URL).
 set -euo pipefail
+# shellcheck source=scripts/_venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 
 DIR="${1:-.venv-mlflow}"
 PYTHON="${MLFLOW_VENV_PYTHON:-python3.11}"
@@ -19,20 +21,9 @@ PIP_ARGS="${MLFLOW_PIP_ARGS:-}"
 RECIPE="mlflow==3.17.2"
 STAMP="$DIR/.ftci-mlflow-installed"
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$RECIPE" ] && [ -x "$DIR/bin/mlflow" ]; then
-    echo "MLflow server venv up to date: $DIR"
-    exit 0
-fi
-
-echo "==> creating the MLflow server venv in $DIR (about 850 MB, about a minute)"
-if [ ! -x "$DIR/bin/python" ]; then
-    "$PYTHON" -m venv "$DIR"
-fi
-echo "*" > "$DIR/.gitignore"
-pip=("$DIR/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install --quiet --upgrade pip
+venv_begin "MLflow server venv" "$DIR" "$PYTHON" "$RECIPE" "$STAMP" mlflow \
+    "about 850 MB, about a minute"
 # shellcheck disable=SC2086  # PIP_ARGS is a word list
 "${pip[@]}" install --quiet $PIP_ARGS "$RECIPE"
 "$DIR/bin/python" -c "import mlflow; print('mlflow', mlflow.__version__)"
-echo "$RECIPE" > "$STAMP"
-echo "MLflow server venv ready: $DIR"
+venv_end "MLflow server venv" "$DIR" "$RECIPE" "$STAMP"

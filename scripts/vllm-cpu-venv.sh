@@ -14,6 +14,8 @@
 # nothing. Environment: VLLM_VENV_PYTHON (base interpreter, default python3.11), VLLM_PIP_ARGS
 # (extra pip options, e.g. an index URL).
 set -euo pipefail
+# shellcheck source=scripts/_venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 
 DIR="${1:-.venv-vllm}"
 PYTHON="${VLLM_VENV_PYTHON:-python3.11}"
@@ -25,19 +27,8 @@ FTCI_LIGHT="pydantic pyyaml click numpy"
 RECIPE="$TORCH_SPEC $VLLM_SPEC -torchvision -torchaudio -torchcodec -triton +$FTCI_LIGHT"
 STAMP="$DIR/.ftci-vllm-installed"
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$RECIPE" ] && [ -x "$DIR/bin/python" ]; then
-    echo "vLLM CPU venv up to date: $DIR"
-    exit 0
-fi
-
-echo "==> creating the vLLM CPU venv in $DIR (about 2.5 GB, 1-2 minutes)"
-if [ ! -x "$DIR/bin/python" ]; then
-    "$PYTHON" -m venv "$DIR"
-fi
-# Keep the venv out of git even where .gitignore does not list it.
-echo "*" > "$DIR/.gitignore"
-pip=("$DIR/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install --quiet --upgrade pip
+venv_begin "vLLM CPU venv" "$DIR" "$PYTHON" "$RECIPE" "$STAMP" python \
+    "about 2.5 GB, 1-2 minutes"
 # shellcheck disable=SC2086  # PIP_ARGS and FTCI_LIGHT are word lists
 "${pip[@]}" install --quiet $PIP_ARGS "$TORCH_SPEC"
 # shellcheck disable=SC2086
@@ -47,5 +38,4 @@ pip=("$DIR/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install --quiet $PIP_ARGS $FTCI_LIGHT
 # Fail here, not in a test, if the result cannot import vLLM.
 "$DIR/bin/python" -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
-echo "$RECIPE" > "$STAMP"
-echo "vLLM CPU venv ready: $DIR"
+venv_end "vLLM CPU venv" "$DIR" "$RECIPE" "$STAMP"
