@@ -177,7 +177,7 @@ def show_command(ctx: click.Context, config_path: Path | None, overrides: tuple[
     version = _version(version)
     with _registry(ctx) as registry, tempfile.TemporaryDirectory(prefix="ftci-show-") as tmp:
         record = _known(registry, version)
-        registry.fetch(version, Path(tmp) / "v")
+        registry.fetch(version, Path(tmp) / "v", only=())
         manifest = ReleaseManifest.read(Path(tmp) / "v" / layout.MANIFEST)
         aliases = _aliases(registry).get(version, [])
     if wants_json(ctx):

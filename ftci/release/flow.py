@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ftci.release.registry.base import Registry
 
 MERGE_CHECK_PROMPTS = 8
+RECORD_FILES = (layout.CARD, layout.EVAL_RESULTS, layout.QUANT_RESULTS)  # no weights
 SHOWN_WORST = 5
 
 
@@ -530,11 +531,16 @@ def _previous_manifest(registry: Registry, version: str | None,
         return None
     from ftci.contracts.release import ReleaseManifest
 
-    fetched = work / f"previous-{version}"
+    fetched = _record_dir(work, version)
     if not (fetched / layout.MANIFEST).is_file():
         shutil.rmtree(fetched, ignore_errors=True)
-        registry.fetch(version, fetched)
+        registry.fetch(version, fetched, only=RECORD_FILES)
     return ReleaseManifest.read(fetched / layout.MANIFEST)
+
+
+def _record_dir(work: Path, version: str) -> Path:
+    """Where the previous version's manifest and eval results are fetched (not its model)."""
+    return work / f"previous-{version}-record"
 
 
 def _write_card(job: Release, manifest: ReleaseManifest, eval_results: Any,
@@ -546,7 +552,7 @@ def _write_card(job: Release, manifest: ReleaseManifest, eval_results: Any,
 
     previous_eval = None
     if previous is not None:
-        path = work / f"previous-{previous.version}" / layout.EVAL_RESULTS
+        path = _record_dir(work, previous.version) / layout.EVAL_RESULTS
         previous_eval = EvalResults.read(path) if path.is_file() else None
     relation = "quantized" if manifest.quantization.scheme not in ("none", "bnb-nf4") else (
         "finetune" if job.loaded.config.release.merge_adapter else "adapter")
@@ -592,7 +598,7 @@ def _finish_publication(job: Release, registry: Registry, version: str, commit: 
         token, repository = os.environ.get("GITHUB_TOKEN"), os.environ.get("GITHUB_REPOSITORY")
         if token and repository:
             with job.step("github_release"):
-                registry.fetch(version, fetched / "this")
+                registry.fetch(version, fetched / "this", only=RECORD_FILES)
                 manifest = ReleaseManifest.read(fetched / "this" / layout.MANIFEST)
                 outcome.github_release = _github_release(job, registry, manifest, fetched,
                                                          token, repository, outcome)
@@ -609,7 +615,7 @@ def _github_release(job: Release, registry: Registry, manifest: ReleaseManifest,
     this_eval = fetched / "this" / layout.EVAL_RESULTS
     previous = previous_eval = None
     if manifest.previous:
-        registry.fetch(manifest.previous, fetched / "previous")
+        registry.fetch(manifest.previous, fetched / "previous", only=RECORD_FILES)
         from ftci.contracts.release import ReleaseManifest
 
         previous = ReleaseManifest.read(fetched / "previous" / layout.MANIFEST)

@@ -77,6 +77,17 @@ def test_publish_read_back_and_fetch_byte_for_byte(registry: LocalRegistry,
     assert all(p.stat().st_mode & 0o222 == 0 for p in blobs)
 
 
+def test_fetch_only_some_files_leaves_the_weights(registry: LocalRegistry,
+                                                  tmp_path: Path) -> None:
+    source = make_release_dir(tmp_path / "src", version="0.1.0")
+    registry.publish(source, by="alice")
+    dest = registry.fetch("0.1.0", tmp_path / "record", only=["README.md", "eval/results.json"])
+    assert set(tree(dest)) == {"README.md", "eval/results.json", "release.json"}
+    assert tree(dest)["README.md"] == (source / "README.md").read_bytes()
+    assert set(tree(registry.fetch("0.1.0", tmp_path / "manifest", only=()))) == \
+        {"release.json"}
+
+
 def test_versions_keep_insertion_order_not_semver(registry: LocalRegistry,
                                                   tmp_path: Path) -> None:
     for version in ("0.10.0", "0.2.0", "1.0.0"):

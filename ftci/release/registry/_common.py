@@ -11,7 +11,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -235,7 +235,7 @@ def put_in_place(partial: Path, dest: Path) -> None:
 
 
 def fetch_downloaded(folder: Path, record: PublishedVersion, raw: bytes, dest: Path, *,
-                     version: str, where: str) -> Path:
+                     version: str, where: str, only: Collection[str] | None = None) -> Path:
     """The files of `record` downloaded into `folder`, verified, then materialised as `dest`
     (checked by `check_dest`) through `dest.partial`; a damaged one is InfraError naming
     `where` and `version`, and nothing lands."""
@@ -244,7 +244,8 @@ def fetch_downloaded(folder: Path, record: PublishedVersion, raw: bytes, dest: P
         raise InfraError(f"{where}: v{version}: " + "; ".join(problems),
                          hint=damaged_hint(version))
     partial = fresh_partial(dest)
-    for name in [*sorted(record.files), layout.MANIFEST]:
+    for name in [*sorted(n for n in record.files if only is None or n in only),
+                 layout.MANIFEST]:
         target = partial / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / name, target)

@@ -12,6 +12,7 @@ exactly those files plus the manifest.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -80,8 +81,11 @@ class Registry(Protocol):
         """Alias moves, oldest first (every alias when `alias` is None)."""
         ...
 
-    def fetch(self, version: str, dest: Path) -> Path:
-        """Materialise the version's files (release.json included) under `dest`; verified."""
+    def fetch(self, version: str, dest: Path, *,
+              only: Collection[str] | None = None) -> Path:
+        """Materialise the version's files (release.json included) under `dest`; verified.
+        `only`: just those paths (and release.json), e.g. the card and the eval results
+        without the model's weights."""
         ...
 
     def verify(self, version: str) -> list[str]:

@@ -39,7 +39,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -386,11 +386,12 @@ class HubRegistry:
         finally:
             shutil.rmtree(cache, ignore_errors=True)
 
-    def fetch(self, version: str, dest: Path) -> Path:
+    def fetch(self, version: str, dest: Path, *,
+              only: Collection[str] | None = None) -> Path:
         dest = common.check_dest(dest)
         with self._snapshot(version) as (folder, stored, record):
             return common.fetch_downloaded(folder, record, stored["raw"], dest, version=version,
-                                           where=self.location)
+                                           where=self.location, only=only)
 
     def verify(self, version: str) -> list[str]:
         with self._snapshot(version) as (folder, stored, record):

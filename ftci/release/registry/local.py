@@ -32,7 +32,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -332,8 +332,11 @@ class LocalRegistry:
         files.append((layout.MANIFEST, len(raw), record.manifest_sha256))
         return files, manifest
 
-    def fetch(self, version: str, dest: Path) -> Path:
+    def fetch(self, version: str, dest: Path, *,
+              only: Collection[str] | None = None) -> Path:
         files, _ = self._stored(version)
+        if only is not None:
+            files = [row for row in files if row[0] in only or row[0] == layout.MANIFEST]
         dest = common.check_dest(dest)
         partial = common.fresh_partial(dest)
         partial.mkdir(parents=True)

@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
@@ -326,11 +326,12 @@ class MlflowRegistry:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def fetch(self, version: str, dest: Path) -> Path:
+    def fetch(self, version: str, dest: Path, *,
+              only: Collection[str] | None = None) -> Path:
         dest = common.check_dest(dest)
         with self._downloaded(version) as (folder, record, raw):
             return common.fetch_downloaded(folder, record, raw, dest, version=version,
-                                           where=self.location)
+                                           where=self.location, only=only)
 
     def verify(self, version: str) -> list[str]:
         with self._downloaded(version) as (folder, record, raw):
