@@ -259,9 +259,16 @@ def test_error_text_redacts_the_token(hub: FakeHub) -> None:
     registry.close()
 
 
-def test_offline_mode_and_missing_repo_are_bad_input(tmp_path: Path) -> None:
+def test_offline_mode_and_missing_repo_are_bad_input(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import_or_skip("huggingface_hub", "registry hf needs huggingface_hub")
+    from huggingface_hub import constants
+
     from ftci.release.registry.hf import HubRegistry
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at its import, which in a shared pytest
+    # worker may have been another test's: state it
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
     with pytest.raises(BadInputError, match="owner/name"):
         HubRegistry(None)

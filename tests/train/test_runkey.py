@@ -85,7 +85,7 @@ def test_eval_release_and_deploy_settings_do_not_change_the_key(repo: Path) -> N
     assert inputs_for(repo, "eval.gates.0.min=0.9").key == base
     assert inputs_for(repo, "eval.baseline=production").key == base
     assert inputs_for(repo, "deploy.target=tgi").key == base
-    assert inputs_for(repo, "release.merge_adapter=false").key == base
+    assert inputs_for(repo, "release.quantization=none", "release.merge_adapter=false").key == base
     assert inputs_for(repo, "regression.tolerance=0.05").key == base
 
 
