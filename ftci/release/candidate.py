@@ -85,7 +85,8 @@ def find_candidate(root: Path, run_key: str, work: Path) -> Candidate | None:
         from ftci.release.github import download_candidate
 
         api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
-        found = download_candidate(api, repository, token, run_key, work / "artifact")
+        found = download_candidate(api, repository, token, run_key, work / "artifact",
+                                   heads=trusted_heads(root, api, repository, token))
         if found is not None:
             verify_run_files(found.run_dir)
             results = found.results_path
@@ -95,10 +96,30 @@ def find_candidate(root: Path, run_key: str, work: Path) -> Candidate | None:
     return None
 
 
+def trusted_heads(root: Path, api: str, repository: str, token: str) -> set[str]:
+    """The commits whose PR workflow runs may supply the candidate: HEAD, and the head of the
+    pull request merged as HEAD (what the maintainer approved by merging)."""
+    from ftci.release import gitops
+    from ftci.release.github import merged_pull
+
+    try:
+        head = gitops.head_commit(root)
+    except BadInputError:
+        return set()
+    heads = {head}
+    pull = merged_pull(api, repository, token, head)
+    sha = (pull or {}).get("head", {}).get("sha") if pull else None
+    if isinstance(sha, str):
+        heads.add(sha)
+    return heads
+
+
 def where_looked(root: Path, run_key: str) -> str:
     from ftci.train.cache import run_dir_for
 
     places = [str(run_dir_for(root, run_key))]
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        places.append(f"the ftci-train-eval artifacts of {os.environ.get('GITHUB_REPOSITORY')}")
+        places.append(f"the ftci-train-eval artifacts of {os.environ.get('GITHUB_REPOSITORY')} "
+                      "uploaded by workflow runs at HEAD or at the head of the pull request "
+                      "merged as HEAD (artifacts of other commits are not trusted)")
     return " and ".join(places)

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -113,8 +114,16 @@ class GitHubReleases:
 
 def pull_request_of(api_url: str, repository: str, token: str, commit: str) -> int | None:
     """The number of the merged pull request whose merge produced `commit` (a push to main
-    carries no PR number): `GET /repos/{o}/{r}/commits/{sha}/pulls`, the PR whose
-    `merge_commit_sha` is the commit, else the one merged PR listed; None when there is none."""
+    carries no PR number); None when there is none."""
+    pull = merged_pull(api_url, repository, token, commit)
+    number = pull.get("number") if pull else None
+    return number if isinstance(number, int) else None
+
+
+def merged_pull(api_url: str, repository: str, token: str,
+                commit: str) -> dict[str, Any] | None:
+    """The merged pull request of `commit`: `GET /repos/{o}/{r}/commits/{sha}/pulls`, the PR
+    whose `merge_commit_sha` is the commit, else the one merged PR listed."""
     owner_repo = _repository(repository)
     reply = GitHubClient(token, api_url).request(
         "GET", f"/repos/{owner_repo}/commits/{urllib.parse.quote(commit, safe='')}/pulls",
@@ -124,8 +133,7 @@ def pull_request_of(api_url: str, repository: str, token: str, commit: str) -> i
     merged = [pr for pr in reply.body if isinstance(pr, dict) and pr.get("merged_at")]
     exact = [pr for pr in merged if pr.get("merge_commit_sha") == commit]
     chosen = exact or (merged if len(merged) == 1 else [])
-    number = chosen[0].get("number") if chosen else None
-    return number if isinstance(number, int) else None
+    return chosen[0] if chosen else None
 
 
 def artifact_name(run_key: str) -> str:
@@ -134,14 +142,23 @@ def artifact_name(run_key: str) -> str:
 
 
 def download_candidate(api_url: str, repository: str, token: str, run_key: str,
-                       dest: Path) -> Found | None:
+                       dest: Path, *, heads: Collection[str] | None = None) -> Found | None:
     """The PR workflow's artifact that holds run `run_key`, downloaded and extracted under
-    `dest`; None when no unexpired artifact has it."""
+    `dest`; None when no unexpired artifact has it.
+
+    `heads`: the commits whose workflow runs are trusted to have made it (the merged pull
+    request's head, the merge commit). Any workflow run can upload an artifact of any name,
+    a fork's pull request that rewrote the workflow too, so an artifact whose run was at
+    another commit is never used."""
     owner_repo = _repository(repository)
     client = GitHubClient(token, api_url)
     tried = 0
     for name, limit in ((artifact_name(run_key), KEYED_TRIES), (ARTIFACT_PREFIX, LEGACY_TRIES)):
-        for artifact in list_artifacts(client, owner_repo, name)[:limit]:
+        listed = list_artifacts(client, owner_repo, name)
+        if heads is not None:
+            listed = [a for a in listed
+                      if (a.get("workflow_run") or {}).get("head_sha") in heads]
+        for artifact in listed[:limit]:
             tried += 1
             folder = dest / str(artifact["id"])
             shutil.rmtree(folder, ignore_errors=True)

@@ -109,7 +109,8 @@ class FakeGitHub:
         return release
 
     def add_artifact(self, name: str, data: bytes, *, created_at: str = "2026-12-01T10:00:00Z",
-                     expired: bool = False, run_id: int = 4242) -> int:
+                     expired: bool = False, run_id: int = 4242,
+                     head_sha: str = "6dcb09b5b57875f334f61aebed695e2e4193db5e") -> int:
         """An artifact as upload-artifact v4 leaves it (a zip of the uploaded files)."""
         self.next_id += 1
         number = self.next_id
@@ -121,7 +122,7 @@ class FakeGitHub:
             "updated_at": created_at, "expires_at": "2026-12-15T10:00:00Z",
             "workflow_run": {"id": run_id, "repository_id": REPO_ID,
                              "head_repository_id": REPO_ID, "head_branch": "feature",
-                             "head_sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e"},
+                             "head_sha": head_sha},
         })
         self.blobs[number] = data
         return number

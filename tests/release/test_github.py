@@ -30,6 +30,7 @@ from ftci.release.github import (
 )
 from ftci.state import state_dir
 from tests.helpers.fake_github import FakeGitHub, FakeGitHubServer
+from tests.helpers.git import commit, git
 from tests.helpers.report_repo import EVAL_STAMP, RUN_KEY, make_repo
 
 TOKEN = "ghs_release_token_never_printed_0123456789"
@@ -148,10 +149,15 @@ def test_the_newest_unexpired_artifact_of_the_key_is_downloaded_and_verifies(
 
 def test_candidate_finds_the_artifact_in_github_actions(github: FakeGitHub, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """ftci/release/candidate.py's second place: no local run, GitHub Actions, the artifact."""
-    github.add_artifact(artifact_name(RUN_KEY), train_eval_zip(tmp_path))
+    """ftci/release/candidate.py's second place: no local run, GitHub Actions, the artifact
+    uploaded by the PR workflow at the head of the pull request that was merged as HEAD."""
+    pr_head = "b" * 40
     root = tmp_path / "main-checkout"
     root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    commit(root, "merge", {"ftci.yaml": "project: {name: intents}\n"})
+    github.add_merged_pull(7, head_sha=pr_head, merge_commit_sha=git(root, "rev-parse", "HEAD"))
+    github.add_artifact(artifact_name(RUN_KEY), train_eval_zip(tmp_path), head_sha=pr_head)
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     monkeypatch.setenv("GITHUB_REPOSITORY", REPOSITORY)
@@ -161,6 +167,29 @@ def test_candidate_finds_the_artifact_in_github_actions(github: FakeGitHub, tmp_
     assert candidate.results_path == (candidate.run_dir.parent.parent / "reports" / EVAL_STAMP
                                       / "results.json")
     assert find_candidate(root, "f" * 16, tmp_path / "work2") is None
+
+
+def test_an_artifact_uploaded_at_another_commit_is_not_trusted(
+        github: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any workflow run can upload an artifact of any name (a fork's PR that rewrote the
+    workflow too): one made at a commit other than HEAD or the merged PR's head is ignored,
+    even when it is the newest."""
+    root = tmp_path / "main-checkout"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    commit(root, "merge", {"ftci.yaml": "project: {name: intents}\n"})
+    github.add_merged_pull(7, head_sha="b" * 40, merge_commit_sha=git(root, "rev-parse", "HEAD"))
+    github.add_artifact(artifact_name(RUN_KEY), train_eval_zip(tmp_path), head_sha="e" * 40,
+                        created_at="2026-12-02T10:00:00Z")
+    for name, value in (("GITHUB_ACTIONS", "true"), ("GITHUB_TOKEN", TOKEN),
+                        ("GITHUB_REPOSITORY", REPOSITORY), ("GITHUB_API_URL", github.api_url)):
+        monkeypatch.setenv(name, value)
+    assert find_candidate(root, RUN_KEY, tmp_path / "work") is None
+    assert not [r for r in github.requests if r[1].endswith("/zip")]  # never downloaded
+    good = github.add_artifact(artifact_name(RUN_KEY), train_eval_zip(tmp_path),
+                               head_sha="b" * 40, created_at="2026-12-01T10:00:00Z")
+    found = find_candidate(root, RUN_KEY, tmp_path / "work2")
+    assert found is not None and f"#{good}" in found.source
 
 
 def test_an_artifact_named_before_the_key_was_in_the_name_is_looked_into(
