@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ftci.state import releases_dir
 from tests.helpers.fake_github import FakeGitHub, FakeGitHubServer
 from tests.helpers.git import git
 from tests.helpers.release_repo import ftci, make_release_repo
@@ -46,7 +47,8 @@ def released(tmp_path_factory: pytest.TempPathFactory, vllm_tiny_llama_dir: Path
                "GITHUB_API_URL": fake.api_url, "FTCI_PR_NUMBER": "7"}
         dry = ftci(root, "--json", "release", "--dry-run", env=env)
         after_dry = {"registry": registry.exists(), "tags": git(root, "tag", "--list"),
-                     "releases": dict(fake.releases)}
+                     "releases": dict(fake.releases),
+                     "work": sorted(p.name for p in releases_dir(root).glob("*"))}
         first = ftci(root, "--json", "release", env=env)
         second = ftci(root, "--json", "release", env=env)
         releases = dict(getattr(fake, "releases", {}))
@@ -73,10 +75,7 @@ def test_a_dry_run_gates_and_sizes_but_writes_nothing(released: dict) -> None:
     out = json.loads(dry.stdout)
     assert (out["dry_run"], out["released"], out["version"]) == (True, False, "0.1.0")
     assert out["quantization_gate"]["items"] >= 30 and out["sizes"]["model"] > 0
-    assert released["after_dry"] == {"registry": False, "tags": "", "releases": {}}
-    from ftci.state import releases_dir
-
-    assert not list(releases_dir(released["root"]).glob("*"))
+    assert released["after_dry"] == {"registry": False, "tags": "", "releases": {}, "work": []}
 
 
 def test_the_registry_holds_a_verifiable_release(released: dict) -> None:
