@@ -69,6 +69,18 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def install_dir(partial: Path, dest: Path) -> dict[str, int]:
+    """Put the finished directory `partial` in place of `dest` (a rerun after a crash finds
+    either the old `dest` or the whole new one); the files it holds -> their sizes."""
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    partial.rename(dest)
+    return {p.relative_to(dest).as_posix(): p.stat().st_size
+            for p in sorted(dest.rglob("*")) if p.is_file()}
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in `path`, or None when it is missing, unreadable or not an object
     (state that ftci rewrites when it cannot trust it)."""

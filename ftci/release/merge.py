@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftci.errors import BadInputError, InfraError
+from ftci.io import install_dir
 
 if TYPE_CHECKING:
     from ftci.config.schema import QuantizationConfig
@@ -110,11 +111,7 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, *, method: s
     if pickles or not any(partial.glob("*.safetensors")):
         raise InfraError(f"the merged model in {partial} has pickled weights {pickles} or no "
                          "safetensors; expected only safetensors")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    partial.rename(out_dir)
-    files = {p.relative_to(out_dir).as_posix(): p.stat().st_size
-             for p in sorted(out_dir.rglob("*")) if p.is_file()}
+    files = install_dir(partial, out_dir)
     return MergeResult(out_dir=out_dir, dtype=saved_dtype,
                        seconds=round(time.perf_counter() - started, 3), files=files)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from ftci.contracts.release import QuantizationInfo
 from ftci.errors import BadInputError, InfraError
+from ftci.io import install_dir
 
 WORKER = Path(__file__).with_name("_llmc_worker.py")
 LLMC_SCHEMES = ("w8a8-int8", "fp8", "w4a16")
@@ -97,11 +98,7 @@ def quantize(merged_dir: Path, out_dir: Path, *, scheme: str, calibration: str,
                      for p in partial.rglob(pattern))
     if pickles:
         raise InfraError(f"{partial} holds pickled weights {pickles}; expected only safetensors")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    partial.rename(out_dir)
-    files = {p.relative_to(out_dir).as_posix(): p.stat().st_size
-             for p in sorted(out_dir.rglob("*")) if p.is_file()}
+    files = install_dir(partial, out_dir)
     return QuantizeResult(out_dir=out_dir, info=info,
                           seconds=round(time.perf_counter() - started, 3), files=files)
 

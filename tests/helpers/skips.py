@@ -44,3 +44,17 @@ def skip_not_applicable(reason: str) -> NoReturn:
     /proc/meminfo, a CPU without an instruction the test is about), and no install fixes that."""
     __tracebackhide__ = True
     pytest.skip(reason)
+
+
+def dev_tool(name: str) -> str:
+    """The path of a dev-extra command (`actionlint`, `zizmor`, `check-jsonschema`): beside
+    this interpreter, else on PATH; missing: `skip_or_fail` saying how to install it."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        skip_or_fail(f"{name} not found: pip install -e '.[dev]' (make venv)")
+    return found
