@@ -259,7 +259,7 @@ def _build(job: Release, registry: Registry, decision: Any, keys: dict[str, Any]
     with job.step("quantization_gate"):
         gate = _gate(job, merged_dir, model_dir, info, work) if model_dir.is_dir() else None
     if gate is not None and not gate.passed and not gate.skipped:
-        raise GateFailed(_gate_message(gate, release.max_quantization_drop))
+        raise GateFailed(_gate_message(gate))
 
     with job.step("assemble"):
         if method != "full":
@@ -458,7 +458,7 @@ def _gate(job: Release, merged_dir: Path, model_dir: Path, info: Any,
     return gate
 
 
-def _gate_message(gate: GateSummary, margin: float) -> str:
+def _gate_message(gate: GateSummary) -> str:
     from ftci.release.tables import gate_lines
 
     lines = [gate_lines(gate)[0].replace("**", "") + " (release.max_quantization_drop)"]
