@@ -196,19 +196,10 @@ class _Handler(BaseHTTPRequestHandler):
                                    "users/users#get-the-authenticated-user")
             return self._send(200, {"login": fake.user_login, "id": 1, "type": "User"})
         if method == "GET" and listing:
-            query = parse_qs(parts.query)
-            per_page = min(int(query.get("per_page", ["30"])[0]), 100)
-            per_page = min(per_page, fake.page_size or per_page)
-            page = int(query.get("page", ["1"])[0])
             every = sorted(fake.on_pr(int(listing.group(1))), key=lambda c: c["id"])
-            chunk = every[(page - 1) * per_page: page * per_page]
-            last = max(1, -(-len(every) // per_page))
-            headers = {}
-            if page < last:
-                base = (f"{fake.api_url}/repositories/{REPO_ID}/issues/{listing.group(1)}"
-                        f"/comments?per_page={per_page}")
-                headers["Link"] = (f'<{base}&page={page + 1}>; rel="next", '
-                                   f'<{base}&page={last}>; rel="last"')
+            chunk, headers = self._page(
+                every, parse_qs(parts.query),
+                f"{fake.api_url}/repositories/{REPO_ID}/issues/{listing.group(1)}/comments?")
             return self._send(200, [self._public(c) for c in chunk], headers)
         length = int(self.headers.get("Content-Length") or 0)
         payload = json.loads(self.rfile.read(length) or b"{}")
@@ -223,6 +214,21 @@ class _Handler(BaseHTTPRequestHandler):
             comment["updated_at"] = "2026-11-29T00:05:00Z"
             return self._send(200, self._public(comment))
         return self._error(404, "Not Found", "rest")
+
+    def _page(self, every: list[dict[str, Any]], query: dict[str, list[str]],
+              base: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """One page of `every` (per_page, at most 100 or the fake's page_size) and GitHub's
+        `Link` header with rel="next" and rel="last" (`base` ends in `?` or `&`)."""
+        per_page = min(int(query.get("per_page", ["30"])[0]), 100)
+        per_page = min(per_page, self.fake.page_size or per_page)
+        page = int(query.get("page", ["1"])[0])
+        last = max(1, -(-len(every) // per_page))
+        headers = {}
+        if page < last:
+            url = f"{base}per_page={per_page}"
+            headers["Link"] = (f'<{url}&page={page + 1}>; rel="next", '
+                               f'<{url}&page={last}>; rel="last"')
+        return every[(page - 1) * per_page: page * per_page], headers
 
     def _payload(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
@@ -278,19 +284,11 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == f"{prefix}/actions/artifacts":
             params = parse_qs(query)
             name = params.get("name", [None])[0]
-            per_page = min(int(params.get("per_page", ["30"])[0]), 100)
-            per_page = min(per_page, fake.page_size or per_page)
-            page = int(params.get("page", ["1"])[0])
             every = sorted((a for a in fake.artifacts if name is None or a["name"] == name),
                            key=lambda a: a["created_at"], reverse=True)
-            chunk = every[(page - 1) * per_page: page * per_page]
-            last = max(1, -(-len(every) // per_page))
-            headers = {}
-            if page < last:
-                base = (f"{fake.api_url}{prefix}/actions/artifacts?name={quote(name or '')}"
-                        f"&per_page={per_page}")
-                headers["Link"] = (f'<{base}&page={page + 1}>; rel="next", '
-                                   f'<{base}&page={last}>; rel="last"')
+            chunk, headers = self._page(
+                every, params,
+                f"{fake.api_url}{prefix}/actions/artifacts?name={quote(name or '')}&")
             return self._send(200, {"total_count": len(every), "artifacts": chunk}, headers)
         if method == "GET" and zipped:
             number = int(zipped.group(1))

@@ -45,6 +45,13 @@ def fit_model_len(model_dir: Path, wanted: int | None) -> int | None:
     return wanted
 
 
+def engine_settings(model_dir: Path, *, dtype: str, max_model_len: int | None,
+                    enforce_eager: bool, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The `LLM(...)` arguments of a vLLM backend, in-process or in the worker."""
+    return {"dtype": dtype, "max_model_len": fit_model_len(model_dir, max_model_len),
+            "enforce_eager": enforce_eager, **(extra or {})}
+
+
 class VLLMBackend:
     """A local model directory served by vLLM's offline engine; loads on first use."""
 
@@ -57,9 +64,9 @@ class VLLMBackend:
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise BadInputError(f"{self.model_dir}: no such model directory")
-        self.engine_args: dict[str, Any] = {
-            "dtype": dtype, "max_model_len": fit_model_len(self.model_dir, max_model_len),
-            "enforce_eager": enforce_eager, **(engine_args or {})}
+        self.engine_args = engine_settings(self.model_dir, dtype=dtype,
+                                           max_model_len=max_model_len,
+                                           enforce_eager=enforce_eager, extra=engine_args)
         self.chat_template = chat_template  # None: the model's own
         self._identity = identity
         self._llm: Any = None

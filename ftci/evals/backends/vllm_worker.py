@@ -69,11 +69,11 @@ class VLLMWorkerBackend:
         if not self.model_dir.is_dir():
             raise BadInputError(f"{self.model_dir}: no such model directory")
         self.python = Path(python)
-        from ftci.evals.backends.vllm import fit_model_len
+        from ftci.evals.backends.vllm import engine_settings
 
-        self.engine_args: dict[str, Any] = {
-            "dtype": dtype, "max_model_len": fit_model_len(self.model_dir, max_model_len),
-            "enforce_eager": enforce_eager, **(engine_args or {})}
+        self.engine_args = engine_settings(self.model_dir, dtype=dtype,
+                                           max_model_len=max_model_len,
+                                           enforce_eager=enforce_eager, extra=engine_args)
         self.chat_template = chat_template
         self._identity = identity
         self._runtime: dict[str, Any] | None = None
