@@ -416,12 +416,90 @@ class ReleaseConfig(Section):
         return self
 
 
+class DockerDeployConfig(Section):
+    """`deploy.launcher: docker`: the server as a container on the serving host."""
+
+    image: str | None = Field(
+        None, description="Image (default: vllm/vllm-openai:v0.32.0 or "
+                          "ghcr.io/huggingface/text-generation-inference:3.3.6); pin a digest "
+                          "with IMAGE@sha256:...")
+    gpus: str | None = Field("all", description="`docker run --gpus` (null: no GPU flag).")
+    shm_size: str = Field("8g", description="`--shm-size` (NCCL and the engine need it).")
+    extra_args: list[str] = Field(default_factory=list,
+                                  description="More `docker run` arguments, verbatim.")
+
+
+class KubernetesDeployConfig(Section):
+    """`deploy.launcher: kubernetes`: a Deployment + Service, or a KServe InferenceService."""
+
+    kind: Literal["deployment", "kserve"] = "deployment"
+    context: str | None = Field(None, description="kubectl context (default: the current one).")
+    namespace: str = "default"
+    image: str | None = Field(None, description="As deploy.docker.image.")
+    gpus: int = Field(1, ge=0, description="nvidia.com/gpu per replica.")
+    model_uri: str | None = Field(
+        None, description="Where the pods read the release: pvc://CLAIM/PATH (a volume the "
+                          "release is copied to) or, for kserve, a storageUri (s3://, gs://, "
+                          "hf://). Default: the registry's location of the release (hf "
+                          "registry: hf://REPO@REVISION).")
+    rollout_timeout: int = Field(900, ge=1, description="`kubectl rollout status` timeout, s.")
+
+
 class DeployConfig(Section):
-    target: Literal["vllm", "tgi"] | None = Field(None, description="Serving engine.")
-    launcher: Literal["process", "docker", "kubernetes", "hf-endpoint"] = "process"
-    endpoint: str | None = Field(None, description="Base URL of the live endpoint.")
-    health_timeout_s: int = Field(300, ge=1)
-    smoke_eval: bool = True
+    """`ftci deploy`: blue/green onto one serving host (or Docker, or Kubernetes), checked
+    before it takes traffic."""
+
+    target: Literal["vllm", "tgi"] | None = Field(
+        None, description="Serving engine (unset: vllm).")
+    launcher: Literal["process", "docker", "kubernetes"] = Field(
+        "process", description="process: the server as a child process on this host; docker: "
+                               "a container on this host; kubernetes: kubectl apply.")
+    environment: str = Field(
+        "production", description="The deployment's name: its ledger, router and GitHub "
+                                  "environment.")
+    listen: str = Field(
+        "127.0.0.1:8080", description="HOST:PORT the router (nginx) serves on: the one stable "
+                                      "URL clients use.")
+    endpoint: str | None = Field(
+        None, description="Base URL clients and the weekly regression use (default: "
+                          "http://LISTEN/v1).")
+    served_name: str | None = Field(
+        None, description="The model name clients send (default: project.name, the same for "
+                          "every release).")
+    ready_timeout: int = Field(
+        600, ge=1, description="Seconds the new server has to answer /health 200.")
+    drain_timeout: int = Field(
+        120, ge=0, description="Seconds the old server has to finish its in-flight requests.")
+    smoke_eval: bool = Field(
+        True, description="Run the smoke eval before the switch (false: health and identity "
+                          "only; not for production).")
+    smoke_items: int = Field(64, ge=1, description="Test items the smoke eval sends.")
+    min_agreement: float = Field(
+        0.95, gt=0, le=1, description="Share of smoke items whose greedy output must equal "
+                                      "the release's recorded output.")
+    max_model_len: int | None = Field(
+        None, ge=16, description="Context length served (default: train.max_seq_len + "
+                                 "eval.max_new_tokens).")
+    engine_args: list[str] = Field(
+        default_factory=list, description="More server flags, verbatim (e.g. "
+                                          "--tensor-parallel-size 2).")
+    docker: DockerDeployConfig = Field(default_factory=DockerDeployConfig)
+    kubernetes: KubernetesDeployConfig = Field(default_factory=KubernetesDeployConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:80")
+        return listen
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_slug(cls, environment: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", environment):
+            raise ValueError("letters, digits, '.', '_' and '-' (it names a directory)")
+        return environment
 
 
 class RegressionConfig(Section):
