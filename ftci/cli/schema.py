@@ -1,4 +1,5 @@
-"""`ftci schema results|run|train|data-check|release`: the JSON Schema of a stage output."""
+"""`ftci schema results|run|train|data-check|release|deployment`: the JSON Schema of a stage
+output."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from pathlib import Path
 import click
 
 # The names, spelled here too: listing them must not import pydantic (`ftci --help`).
-NAMES = ("results", "run", "train", "data-check", "release")
+NAMES = ("results", "run", "train", "data-check", "release", "deployment")
 WHAT = {"results": "results.json of `ftci eval`", "run": "a training run's manifest.json",
         "train": "the JSON of `ftci --json train`",
         "data-check": "the JSON of `ftci --json data check`",
-        "release": "release.json of a released version (`ftci release`)"}
+        "release": "release.json of a released version (`ftci release`)",
+        "deployment": "a deployment record (`ftci deploy`'s ledger row)"}
 
 
 @click.command("schema")
@@ -20,8 +22,9 @@ WHAT = {"results": "results.json of `ftci eval`", "run": "a training run's manif
               help="Write the schema to this file instead of stdout.")
 def schema_command(name: str, output: Path | None) -> None:
     """Print the JSON Schema of a stage output: results (results.json), run (a run's
-    manifest.json), train (`ftci --json train`), data-check (`ftci --json data check`) or
-    release (a released version's release.json).
+    manifest.json), train (`ftci --json train`), data-check (`ftci --json data check`),
+    release (a released version's release.json) or deployment (a row of the deployments
+    ledger, `ftci --json deploy`).
 
     Each file carries `schema_version` (MAJOR.MINOR): this ftci reads every 1.x.
     """

@@ -4,7 +4,8 @@
 - `RunManifest`: a training run's `manifest.json`; `TrainOutcome`: `ftci --json train`, which
   embeds the manifest;
 - `EvalResults`: `results.json` of `ftci eval`;
-- `ReleaseManifest`: `release.json` of a released version (`ftci release`).
+- `ReleaseManifest`: `release.json` of a released version (`ftci release`);
+- `DeploymentRecord`: one row of the deployments ledger (`ftci deploy`).
 
 Each carries `schema_version` ("MAJOR.MINOR"; see ftci/contracts/_base.py for the rule) and
 reads with `from_dict` / `read` (every problem a BadInputError, exit 2) and writes with
@@ -20,17 +21,18 @@ from typing import Any
 
 from ftci.contracts._base import Contract
 from ftci.contracts.data_check import CheckedData, DataReport
+from ftci.contracts.deployment import DeploymentRecord
 from ftci.contracts.release import ReleaseManifest
 from ftci.contracts.results import EvalResults, Gate, GateItem, WorstItem
 from ftci.contracts.run import RunManifest, TrainOutcome, TrainResult
 
-__all__ = ["SCHEMAS", "CheckedData", "Contract", "DataReport", "EvalResults", "Gate",
-           "GateItem", "ReleaseManifest", "RunManifest", "TrainOutcome", "TrainResult", "WorstItem",
-           "json_schema", "schema_path", "shipped_schema"]
+__all__ = ["SCHEMAS", "CheckedData", "Contract", "DataReport", "DeploymentRecord", "EvalResults",
+           "Gate", "GateItem", "ReleaseManifest", "RunManifest", "TrainOutcome", "TrainResult",
+           "WorstItem", "json_schema", "schema_path", "shipped_schema"]
 
 SCHEMAS: dict[str, type[Contract]] = {
     model.SCHEMA_NAME: model for model in (DataReport, RunManifest, TrainOutcome, EvalResults,
-                                     ReleaseManifest)}
+                                     ReleaseManifest, DeploymentRecord)}
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 
