@@ -4,8 +4,8 @@
 (never pasted into shell text), and everything with a branch in it lives here.
 
 - `install`: install ftci into the Python that actions/setup-python put on PATH, with only
-  the extra `FTCI_COMMAND` needs (COMMAND_EXTRAS: train, eval, release; data, plan and report
-  run on the lean core, no torch). When torch is needed, runners without CUDA (no
+  the extra `FTCI_COMMAND` needs (COMMAND_EXTRAS: train, eval, release, deploy; data, plan
+  and report run on the lean core, no torch). When torch is needed, runners without CUDA (no
   `nvidia-smi`) get the CPU build first, because a plain `torch` pulls several GB of CUDA
   libraries. `FTCI_VERSION` empty installs the action's own checkout
   (`$GITHUB_ACTION_PATH[EXTRA]`), a version number installs `ftci[EXTRA]==VERSION` from the
@@ -42,7 +42,7 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # The extra a command installs, by its words; any other command (data, plan, report, config,
 # init, models list) runs on the lean `pip install ftci`. `ftci run` reaches eval.
 COMMAND_EXTRAS = {"train": "train", "eval": "eval", "run": "eval", "models pull": "train",
-                  "release": "release"}
+                  "release": "release", "deploy": "release", "rollback": "release"}
 _VERSION = re.compile(r"^v?\d[0-9A-Za-z.+!-]*$")
 _JSON_START = re.compile(r"^[{\[]", re.MULTILINE)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a run key or report directory name

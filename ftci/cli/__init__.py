@@ -10,6 +10,7 @@ from ftci import __version__
 from ftci.cli.base import FtciGroup
 from ftci.cli.config import config_group
 from ftci.cli.data import data_group
+from ftci.cli.deploy import deploy_group, rollback_command
 from ftci.cli.eval import eval_command
 from ftci.cli.init import init_command
 from ftci.cli.models import models_group
@@ -48,12 +49,14 @@ def main(ctx: click.Context, json_output: bool, allow_outside: bool) -> None:
 
 main.add_command(config_group)
 main.add_command(data_group)
+main.add_command(deploy_group)
 main.add_command(eval_command)
 main.add_command(init_command)
 main.add_command(models_group)
 main.add_command(plan_command)
 main.add_command(release_group)
 main.add_command(report_command)
+main.add_command(rollback_command)
 main.add_command(run_command)
 main.add_command(schema_command)
 main.add_command(train_command)

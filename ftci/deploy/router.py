@@ -274,7 +274,10 @@ http {{
             completed = subprocess.run(
                 [binary, "-p", f"{self.state_dir}/", "-c", str(conf or self.conf),
                  "-e", str(self.error_log), *args],
-                stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, check=False)
+                stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, check=False,
+                # a GitHub runner kills what a job started unless this is emptied: the router
+                # must outlive the deploy job
+                env={**os.environ, "RUNNER_TRACKING_ID": ""})
         return completed.returncode, out.read_text(errors="replace")
 
     def _start(self, binary: str, timeout: float) -> None:

@@ -83,6 +83,10 @@ def build_spec(manifest: ReleaseManifest, release_dir: Path, config: FtciConfig,
             hint="release with release.merge_adapter: true (the default), then deploy that")
     scheme = manifest.quantization.scheme
     flags = manifest.quantization.serve_flags.get(engine)
+    if not manifest.quantization.serve_flags:  # a manifest that records none: the scheme's
+        from ftci.release.quantize import SERVE_FLAGS
+
+        flags = SERVE_FLAGS.get(scheme, {}).get(engine)
     if flags is None:
         other = "tgi" if engine == "vllm" else "vllm"
         raise BadInputError(

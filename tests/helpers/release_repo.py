@@ -21,8 +21,9 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
 
 
 def write_project(root: Path, base_model: Path, registry: Path, *,
-                  quantization: str = "w8a8-int8", extra: str = "") -> Path:
-    """The data, ftci.yaml and .gitignore; ~50 test items for the paired quantization gate."""
+                  quantization: str = "w8a8-int8", extra: str = "", deploy: str = "") -> Path:
+    """The data, ftci.yaml and .gitignore; ~50 test items for the paired quantization gate.
+    `extra`: more keys of the release section; `deploy`: the deploy section's flow mapping."""
     labels = write_messages(root, PER_LABEL, LABELS_WANTED)
     (root / ".gitignore").write_text(".ftci/\n", encoding="utf-8")
     config = root / "ftci.yaml"
@@ -41,17 +42,18 @@ def write_project(root: Path, base_model: Path, registry: Path, *,
         "eval: {suites: [], baseline: base, gates: [{metric: accuracy, min: 0.0}]}\n"
         f"release: {{registry: local, path: {json.dumps(str(registry))}, "
         f"quantization: {quantization}, calibration_items: 16, max_quantization_drop: 0.5"
-        f"{extra}}}\n", encoding="utf-8")
+        f"{extra}}}\n" + (f"deploy: {{{deploy}}}\n" if deploy else ""), encoding="utf-8")
     return config
 
 
 def make_release_repo(base: Path, base_model: Path, *, quantization: str = "w8a8-int8",
-                      extra: str = "") -> dict[str, Path]:
+                      extra: str = "", deploy: str = "") -> dict[str, Path]:
     """`base/repo` (committed, `origin` = `base/remote.git`, main pushed) and the registry path
     its config names (`base/registry`, not created)."""
     root, remote, registry = base / "repo", base / "remote.git", base / "registry"
     root.mkdir(parents=True)
-    write_project(root, base_model, registry, quantization=quantization, extra=extra)
+    write_project(root, base_model, registry, quantization=quantization, extra=extra,
+                  deploy=deploy)
     git(base, "init", "-q", "--bare", str(remote))
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")

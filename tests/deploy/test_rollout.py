@@ -1,0 +1,164 @@
+"""`ftci deploy` and `ftci rollback` through the CLI, on a real local registry and a real
+deployments ledger, for what needs no real engine: the dry run, bad release names, an
+adapter-only release, and the failure paths before the switch (an engine that dies, one that
+serves another directory). The engine there is tests/helpers/engine_standin.py (a real vLLM
+start takes ~30 s; the real one is in test_deploy_e2e.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftci.deploy.ledger import DeploymentLedger
+from ftci.release import layout
+from ftci.release.registry.local import LocalRegistry
+from tests.helpers.engine_standin import write_standin
+from tests.helpers.release_dir import default_files, make_release_dir
+from tests.helpers.release_repo import ftci
+
+TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> dict[str, Any]:
+    """A repository whose ftci.yaml names a local registry holding v0.1.0 (servable: a model
+    directory with a chat template) and v0.2.0 (adapter only)."""
+    root, registry_path, home = tmp_path / "repo", tmp_path / "registry", tmp_path / "home"
+    root.mkdir()
+    (root / "ftci.yaml").write_text(
+        "project: {name: demo}\n"
+        "task: {type: classification, labels: [a, b]}\n"
+        f"base_model: {json.dumps(str(tmp_path))}\n"
+        "train: {max_seq_len: 300}\n"
+        "eval: {max_new_tokens: 12}\n"
+        f"release: {{registry: local, path: {json.dumps(str(registry_path))}}}\n"
+        f"deploy: {{listen: '127.0.0.1:{_port()}', ready_timeout: 20}}\n", encoding="utf-8")
+    files = default_files("0.1.0")
+    files[f"{layout.MODEL}/chat_template.jinja"] = TEMPLATE.encode()
+    files[f"{layout.MODEL}/tokenizer_config.json"] = json.dumps(
+        {"chat_template": TEMPLATE}).encode()
+    adapter_only = {k: v for k, v in default_files("0.2.0").items()
+                    if not k.startswith(layout.MODEL + "/")}
+    registry = LocalRegistry(registry_path)
+    for version, contents in (("0.1.0", files), ("0.2.0", adapter_only)):
+        registry.publish(make_release_dir(tmp_path / "built", version=version, files=contents),
+                         by="test")
+    registry.set_alias("candidate", "0.1.0", by="test")
+    registry.close()
+    env = {"FTCI_HOME": str(home)}
+    return {"root": root, "registry": registry_path, "home": home, "env": env,
+            "ledger": home / "deployments" / "demo" / "production" / "ledger.sqlite"}
+
+
+def _json(result: Any) -> dict[str, Any]:
+    return dict(json.loads(result.stdout))
+
+
+def test_a_dry_run_prints_the_command_from_the_release_and_starts_nothing(
+        project: dict[str, Any], tmp_path: Path) -> None:
+    env = {**project["env"], "FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "ok"))}
+    result = ftci(project["root"], "deploy", "--dry-run", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    command = shlex.split(result.stdout.splitlines()[1])
+    assert command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    flag = {command[i]: command[i + 1] for i in range(3, len(command) - 1)
+            if command[i].startswith("--")}
+    assert flag["--served-model-name"] == "demo"
+    assert flag["--max-model-len"] == "312"  # train.max_seq_len + eval.max_new_tokens
+    assert flag["--chat-template"].endswith("model/chat_template.jinja")
+    assert not project["ledger"].exists()
+    assert not (project["home"] / "deployments" / "demo" / "production" / "router").exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("deploy", "--release", "9.9.9"), "no version 9.9.9"),
+    (("rollback",), "nothing to roll back to"),
+    (("deploy", "--release", "0.2.0"), "adapter-only release"),
+])
+def test_what_cannot_be_served_is_bad_input(project: dict[str, Any], tmp_path: Path,
+                                            args: tuple[str, ...], expected: str) -> None:
+    env = {**project["env"], "FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "ok"))}
+    result = ftci(project["root"], *args, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_engine_that_dies_fails_the_deploy_and_is_recorded(project: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    env = {**project["env"], "FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "exit"))}
+    result = ftci(project["root"], "deploy", env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "did not become healthy" in result.stderr
+    assert "cannot load the model" in result.stderr  # the engine's log tail
+    with DeploymentLedger(project["ledger"]) as ledger:
+        [row] = ledger.history("production")
+        assert (row.state, row.step, row.version) == ("failed", "health", "0.1.0")
+        assert ledger.serving("production") is None
+
+
+def test_a_server_serving_another_directory_is_refused_and_stopped(project: dict[str, Any],
+                                                                   tmp_path: Path) -> None:
+    env = {**project["env"], "FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "wrong-root")),
+           "GITHUB_TOKEN": "ghs_never_passed_on_0123456789"}
+    result = ftci(project["root"], "--json", "deploy", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = _json(result)
+    assert "refused at identity" in error["error"] and "elsewhere" in error["error"]
+    with DeploymentLedger(project["ledger"]) as ledger:
+        [row] = ledger.history("production")
+        assert (row.state, row.step) == ("refused", "identity")
+        pid = row.server.pid
+    assert pid is not None and not _alive(pid)
+    registry = LocalRegistry(project["registry"])
+    assert registry.resolve("production") is None  # nothing moved
+    registry.close()
+
+
+def test_the_server_gets_no_credentials(project: dict[str, Any], tmp_path: Path) -> None:
+    """The process launcher strips TOKEN/SECRET/KEY variables from the engine's environment
+    and empties RUNNER_TRACKING_ID (a GitHub runner would kill the server with the job)."""
+    from ftci.deploy.health import wait_ready
+    from ftci.deploy.launchers.process import ProcessLauncher
+    from ftci.deploy.spec import ServeSpec
+
+    spec = ServeSpec(engine="vllm", project="demo", version="0.1.0", release_key="k",
+                     served_name="demo", model_dir=tmp_path, quantization="none",
+                     serve_flags=(), max_model_len=64, max_input_tokens=32)
+    launcher = ProcessLauncher(tmp_path)
+    os.environ.update({"FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "ok")),
+                       "HF_TOKEN": "hf_secret", "AWS_SECRET_ACCESS_KEY": "x",
+                       "RUNNER_TRACKING_ID": "github_1", "KEEP_ME": "1"})
+    try:
+        handle = launcher.start(spec, port=_port(), log_dir=tmp_path / "logs")
+        wait_ready(handle.url, timeout=20, alive=lambda: launcher.alive(handle))
+        environ = Path(f"/proc/{handle.pid}/environ").read_bytes().split(b"\0")
+        names = {entry.split(b"=", 1)[0]: entry.partition(b"=")[2] for entry in environ}
+        assert b"HF_TOKEN" not in names and b"AWS_SECRET_ACCESS_KEY" not in names
+        assert names[b"KEEP_ME"] == b"1" and names[b"RUNNER_TRACKING_ID"] == b""
+        assert launcher.alive(handle)
+        launcher.stop(handle, timeout=5)
+        assert not launcher.alive(handle)
+    finally:
+        for name in ("FTCI_VLLM_PYTHON", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY",
+                     "RUNNER_TRACKING_ID", "KEEP_ME"):
+            os.environ.pop(name, None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "zombie" not in status
