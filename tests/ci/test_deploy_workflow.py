@@ -130,7 +130,8 @@ def test_checkouts_keep_no_credentials_and_the_serving_state() -> None:
         "actions/checkout@")]
     assert len(checkouts) == 2
     assert all(step["with"]["persist-credentials"] is False for step in checkouts)
-    assert checkouts[0]["with"]["clean"] is False  # .ftci/deployments/ survives the checkout
+    # the deployments ledger lives in $FTCI_HOME, outside the checkout: a cleaning checkout
+    assert checkouts[0]["with"].get("clean", True) is True
     assert checkouts[1]["with"]["ref"] == "${{ steps.own.outputs.sha }}"
     names = [step["name"] for step in STEPS]
     assert names.index("Refuse committed ftci state") < names.index("ftci deploy")
