@@ -365,14 +365,26 @@ class _Rollout:
         return notes
 
     def reconcile(self) -> None:
-        """Stop what a killed `ftci deploy` left starting, and record it as abandoned."""
+        """Finish what a killed `ftci deploy` left: a `starting` server the router already
+        points at (killed between the switch and the ledger) serves; any other `starting`
+        server is stopped and abandoned; a `draining` one (killed before it stopped) is
+        stopped and retired."""
         from ftci.deploy.launchers.base import ServerHandle
 
-        for row in self.ledger.unfinished(self.deploy.environment):
-            server = row.server.to_dict()
-            if server.get("url"):
-                self.launcher.stop(ServerHandle.from_dict(server))
-            if row.state == "draining":  # killed after its switch: the old server's end
+        environment = self.deploy.environment
+        router = self.router()
+        upstream = router.upstream() if router.running() else None
+        for row in self.ledger.unfinished(environment):
+            handle = ServerHandle.from_dict(row.server.to_dict())
+            routed = upstream == f"127.0.0.1:{row.server.port}"
+            if row.state == "starting" and routed and self.launcher.alive(handle):
+                current = self.ledger.serving(environment)
+                self.ledger.mark_serving(row.id, replaces=current.id if current else None)
+        for row in self.ledger.unfinished(environment):
+            handle = ServerHandle.from_dict(row.server.to_dict())
+            if handle.url:
+                self.launcher.stop(handle)
+            if row.state == "draining":
                 self.ledger.mark_retired(row.id)
             else:
                 self.ledger.mark_abandoned(row.id, "an earlier ftci deploy stopped before "

@@ -30,8 +30,10 @@ class ServerHandle:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServerHandle:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
+        known = {k: data[k] for k in cls.__dataclass_fields__ if data.get(k) is not None}
+        # a ledger row written before the launcher returned knows only the port
+        defaults = {"launcher": "", "version": "", "url": "", "port": 0}
+        return cls(**{**defaults, **known})
 
 
 class Launcher(Protocol):
