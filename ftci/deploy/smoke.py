@@ -211,7 +211,7 @@ def paired_items(loaded: LoadedConfig, gate: Gate, count: int, *,
 
     config = loaded.config
     path = split_path(loaded.root, "test")
-    if not path.is_file():  # a fresh checkout (.ftci/ is never committed): split the data
+    if not path.is_file():  # a fresh checkout (state is never committed): split the data
         digests = DigestCache.load()
         current_splits(loaded, loaded.root, digests, [])
         digests.save()
