@@ -183,7 +183,8 @@ class _Rollout:
                 green = self.launcher.start(spec, port=port, log_dir=self.home / "logs")
                 self.ledger.update_server(row, green.to_dict())
             outcome.server = green.to_dict()
-            self.check_green(spec, green, release_dir, outcome)
+            with self.reach(green) as url:
+                self.check_green(spec, green, url, release_dir, outcome)
             with self.step("switch"):
                 self.switch(spec, green, blue)
         except BaseException as error:
@@ -259,7 +260,22 @@ class _Rollout:
         dest.parent.mkdir(parents=True, exist_ok=True)
         return self.registry.fetch(version, dest)
 
-    def check_green(self, spec: ServeSpec, green: ServerHandle, release_dir: Path,
+    @contextmanager
+    def reach(self, green: ServerHandle) -> Iterator[str]:
+        """The URL this host reaches green at: its loopback port, or (kubernetes) a
+        `kubectl port-forward` to its pods for as long as the checks run."""
+        port_forward = getattr(self.launcher, "port_forward", None)
+        if port_forward is None:
+            yield green.url
+            return
+        url, process = port_forward(green)
+        try:
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    def check_green(self, spec: ServeSpec, green: ServerHandle, url: str, release_dir: Path,
                     outcome: DeployOutcome) -> None:
         from ftci.deploy.health import wait_ready
         from ftci.deploy.identity import check_identity, served_identity
@@ -267,15 +283,15 @@ class _Rollout:
         launcher = self.launcher
         with self.step("health"):
             try:
-                waited = wait_ready(green.url, timeout=float(self.deploy.ready_timeout),
+                waited = wait_ready(url, timeout=float(self.deploy.ready_timeout),
                                     alive=lambda: launcher.alive(green))
             except FtciError as error:
-                raise InfraError(f"{spec.label} did not become healthy on {green.url}: "
+                raise InfraError(f"{spec.label} did not become healthy on {url}: "
                                  f"{error.message}\n{launcher.log_tail(green)}",
                                  hint="the server's log is " + str(green.log)) from None
             outcome.checks["health_s"] = round(waited, 3)
         with self.step("identity"):
-            identity = served_identity(green.url, spec.engine)
+            identity = served_identity(url, spec.engine)
             problems = check_identity(spec, identity, model=green.model)
             outcome.checks["identity"] = {"names": identity.names, "root": identity.root,
                                           "problems": problems}
@@ -289,7 +305,7 @@ class _Rollout:
         from ftci.deploy.smoke import run_smoke_eval, smoke_message
 
         with self.step("smoke"):
-            result = run_smoke_eval(self.loaded, release_dir, base_url=green.url + "/v1",
+            result = run_smoke_eval(self.loaded, release_dir, base_url=url + "/v1",
                                     served_name=spec.served_name,
                                     items=self.deploy.smoke_items,
                                     min_agreement=self.deploy.min_agreement)
@@ -302,6 +318,10 @@ class _Rollout:
         point it back at blue."""
         from ftci.deploy.identity import check_identity, served_identity
 
+        kube_switch = getattr(self.launcher, "switch", None)
+        if kube_switch is not None:  # kubernetes: the Service's selector is the router
+            kube_switch(spec)
+            return
         router = self.router()
         before = router.upstream()
         router.switch(f"127.0.0.1:{green.port}")
@@ -328,6 +348,8 @@ class _Rollout:
         from ftci.deploy.launchers.base import ServerHandle
 
         handle = ServerHandle.from_dict(blue.server.to_dict())
+        if self.launcher.name == "kubernetes":
+            return self.launcher.alive(handle)
         router = self.router()
         return self.launcher.alive(handle) and router.running() and \
             router.upstream() == f"127.0.0.1:{handle.port}"
@@ -351,9 +373,13 @@ class _Rollout:
         from ftci.deploy.health import wait_drained
         from ftci.deploy.launchers.base import ServerHandle
 
-        notes = []
+        notes: list[str] = []
         handle = ServerHandle.from_dict(blue.server.to_dict())
         timeout = float(self.deploy.drain_timeout)
+        if self.launcher.name == "kubernetes":  # endpoints leave the Service, pods drain
+            self.launcher.stop(handle, timeout=timeout)
+            self.ledger.mark_retired(blue.id)
+            return notes
         if not self.router().wait_old_workers(timeout):
             notes.append(f"the router's old workers were still finishing after {timeout:.0f}s")
         if self.launcher.alive(handle) and not wait_drained(
@@ -373,7 +399,8 @@ class _Rollout:
 
         environment = self.deploy.environment
         router = self.router()
-        upstream = router.upstream() if router.running() else None
+        upstream = router.upstream() if self.launcher.name != "kubernetes" and \
+            router.running() else None
         for row in self.ledger.unfinished(environment):
             handle = ServerHandle.from_dict(row.server.to_dict())
             routed = upstream == f"127.0.0.1:{row.server.port}"
