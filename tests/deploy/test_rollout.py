@@ -140,6 +140,7 @@ def test_the_server_gets_no_credentials(project: dict[str, Any], tmp_path: Path)
     os.environ.update({"FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "ok")),
                        "HF_TOKEN": "hf_secret", "AWS_SECRET_ACCESS_KEY": "x",
                        "RUNNER_TRACKING_ID": "github_1", "KEEP_ME": "1"})
+    handle = None
     try:
         handle = launcher.start(spec, port=_port(), log_dir=tmp_path / "logs")
         wait_ready(handle.url, timeout=20, alive=lambda: launcher.alive(handle))
@@ -151,6 +152,8 @@ def test_the_server_gets_no_credentials(project: dict[str, Any], tmp_path: Path)
         launcher.stop(handle, timeout=5)
         assert not launcher.alive(handle)
     finally:
+        if handle is not None:
+            launcher.stop(handle, timeout=5)
         for name in ("FTCI_VLLM_PYTHON", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY",
                      "RUNNER_TRACKING_ID", "KEEP_ME"):
             os.environ.pop(name, None)

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|(^|_)KEY($|_)", re.I)
 HOST = "127.0.0.1"  # green and blue listen on loopback only: clients come through the router
 TGI_LAUNCHER = "text-generation-launcher"
+# Blue and green share this host's CPUs: vLLM's CPU build pins its engine to the same cores in
+# both ("auto" binding), and blue's busy OpenMP threads then starve green's start-up (seen:
+# green stalled for minutes on a 2-core host under load). Unpinned, the kernel spreads them.
+CPU_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 
 
 class ProcessLauncher:
@@ -67,7 +71,7 @@ class ProcessLauncher:
         log = log_dir / f"{spec.engine}-{spec.version}-{port}.log"
         env = {name: value for name, value in os.environ.items()
                if not SECRET_NAME.search(name)}
-        env = {**WORKER_ENV, **env, "RUNNER_TRACKING_ID": ""}
+        env = {**WORKER_ENV, **(CPU_ENV if spec.cpu else {}), **env, "RUNNER_TRACKING_ID": ""}
         with open(log, "ab") as out:
             try:
                 process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
