@@ -113,7 +113,7 @@ def test_wait_ready_gives_up_at_the_timeout_naming_the_step_and_url(
     with pytest.raises(DeployStepError) as caught:
         wait_ready(server.url, timeout=1.5, path="/v1/models")
     elapsed = time.monotonic() - started
-    assert 1.4 < elapsed < 2.5
+    assert 1.4 < elapsed < 6.0  # the 1.5 s bound, plus a loaded machine's slack
     error = caught.value
     assert error.step == "ready" and error.exit_code == EXIT_INFRA
     assert error.message == (f"{server.url}/v1/models did not answer 200 within 1.5s "
@@ -128,7 +128,8 @@ def test_wait_ready_stops_as_soon_as_the_server_process_exits() -> None:
         started = time.monotonic()
         with pytest.raises(DeployStepError, match="the server exited before") as caught:
             wait_ready(closed_port_url(), timeout=60, alive=lambda: process.poll() is None)
-        assert time.monotonic() - started < 2.0
+        # far inside the 60 s timeout (the child lives 0.5 s; a loaded CI machine is slow)
+        assert time.monotonic() - started < 10.0
         assert "ConnectionRefusedError" in caught.value.message
     finally:
         process.kill()

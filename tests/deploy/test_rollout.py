@@ -165,3 +165,81 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return "zombie" not in status
+
+
+def _nginx() -> None:
+    import shutil
+
+    from tests.helpers.skips import skip_or_fail
+
+    if shutil.which(os.environ.get("FTCI_NGINX", "nginx")) is None and \
+            not Path("/usr/sbin/nginx").is_file():
+        skip_or_fail("nginx not installed: run `make nginx`")
+
+
+def test_a_switch_that_fails_through_the_router_switches_back(project: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    """The whole rollout with real nginx and stand-in engines (smoke eval off): v0.1.0 serves,
+    deploying it again is a no-op, then v0.1.1 (the same files) passes every check on its own
+    port but fails the post-switch check through nginx: nginx points at v0.1.0 again, v0.1.1's
+    server is stopped, exit 1; `ftci deploy status` shows v0.1.0 serving."""
+    _nginx()
+    registry = LocalRegistry(project["registry"])
+    folder = registry.fetch("0.1.0", tmp_path / "v011")
+    registry.close()
+    data = json.loads((folder / layout.MANIFEST).read_text())
+    data.update(version="0.1.1", tag="demo@v0.1.1", release_key=data["release_key"][:-4] + "f00d")
+    (folder / layout.MANIFEST).write_text(json.dumps(data))
+    registry = LocalRegistry(project["registry"])
+    registry.publish(folder, by="test")
+    registry.close()
+    sets = ("--set", "deploy.smoke_eval=false")
+    ok = {**project["env"], "FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "ok"))}
+    first = ftci(project["root"], "--json", "deploy", *sets, "--release", "0.1.0", env=ok)
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        served = _json(first)
+        assert served["deployed"] and served["notes"] == [
+            "deploy.smoke_eval is false: no smoke eval ran"]
+        endpoint = served["endpoint"]
+        again = ftci(project["root"], "--json", "deploy", *sets, "--release", "0.1.0", env=ok)
+        assert again.returncode == 0 and _json(again)["already"] is True, again.stdout
+        bad = {**project["env"],
+               "FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "proxied-wrong"))}
+        second = ftci(project["root"], "--json", "deploy", *sets, "--release", "0.1.1", env=bad)
+        assert second.returncode == 1, second.stdout + second.stderr
+        error = _json(second)
+        assert "refused at post-switch" in error["error"] and "switched back" in error["hint"]
+        import urllib.request
+
+        with urllib.request.urlopen(endpoint + "/models", timeout=10) as response:
+            root = json.load(response)["data"][0]["root"]
+        assert "/0.1.0-" in root and not root.endswith("-elsewhere")
+        status = _json(ftci(project["root"], "--json", "deploy", "status", env=ok))
+        assert status["serving"]["version"] == "0.1.0"
+        refused = status["history"][0]
+        assert (refused["version"], refused["state"], refused["step"]) == \
+            ("0.1.1", "refused", "post-switch")
+        assert not _alive(refused["server"]["pid"])
+        registry = LocalRegistry(project["registry"])
+        assert registry.resolve("production") == "0.1.0"
+        registry.close()
+    finally:
+        _stop_all(project["home"])
+
+
+def _stop_all(home: Path) -> None:
+    """Stop the stand-in servers the ledger names and ftci's nginx."""
+    import signal
+
+    from ftci.deploy.router import NginxRouter
+
+    ledger_path = home / "deployments" / "demo" / "production" / "ledger.sqlite"
+    if ledger_path.is_file():
+        with DeploymentLedger(ledger_path) as ledger:
+            for row in ledger.history("production", 50):
+                if row.server.pid and _alive(row.server.pid):
+                    os.killpg(row.server.pid, signal.SIGKILL)
+    router = home / "deployments" / "demo" / "production" / "router"
+    if router.is_dir():
+        NginxRouter(router, "127.0.0.1:1").stop()

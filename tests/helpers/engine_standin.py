@@ -6,7 +6,9 @@ is in tests/deploy/test_deploy_e2e.py.
 
 `write_standin(dir, mode)` writes an executable to point FTCI_VLLM_PYTHON at. Modes: `exit`
 (exits 1 at once, as an engine that cannot load its model), `wrong-root` (healthy, but
-/v1/models names another directory), `ok` (healthy, the right directory).
+/v1/models names another directory), `ok` (healthy, the right directory), `proxied-wrong`
+(right when asked directly, wrong through a proxy that sets X-Forwarded-For: a check that
+passes on green's port and fails through the router).
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ def _serve(mode: str, argv: list[str]) -> None:
         print("stand-in engine: cannot load the model", file=sys.stderr)
         raise SystemExit(1)
     model, name, port = flag("--model"), flag("--served-model-name"), int(flag("--port"))
-    root = model + "-elsewhere" if mode == "wrong-root" else model
+    wrong = model + "-elsewhere"
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             if self.path == "/health":
                 self._reply(200, {})
             elif self.path == "/v1/models":
+                proxied = self.headers.get("X-Forwarded-For") is not None
+                root = wrong if mode == "wrong-root" or (
+                    mode == "proxied-wrong" and proxied) else model
                 self._reply(200, {"object": "list", "data": [
                     {"id": name, "object": "model", "root": root, "owned_by": "vllm"}]})
             else:
