@@ -129,6 +129,8 @@ def _render(ctx: click.Context, outcome: DeployOutcome) -> None:
                    f"{outcome.endpoint}" + (f" (now v{outcome.previous})"
                                             if outcome.previous else ""))
         click.echo("  " + shlex.join(outcome.command))
+        if outcome.manifests:
+            click.echo(outcome.manifests.rstrip())
     elif outcome.already:
         click.echo(f"v{outcome.version} already serves {outcome.environment} at "
                    f"{outcome.endpoint}; nothing to do")

@@ -65,6 +65,7 @@ class DeployOutcome:
     checks: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
+    manifests: str | None = None  # kubernetes: what `kubectl apply` would get (dry run)
     record: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -148,7 +149,7 @@ class _Rollout:
         outcome = DeployOutcome(environment, version, before, deployed=False,
                                 dry_run=dry_run, endpoint=endpoint, steps=self.steps)
         if dry_run:
-            outcome.command = self.dry_command(version, record.release_key)
+            outcome.command, outcome.manifests = self.dry_command(version, record.release_key)
             outcome.notes.append("dry run: nothing started, fetched or switched")
             return outcome
         with self.ledger.exclusive(by=self.by):
@@ -222,9 +223,10 @@ class _Rollout:
     def release_dir(self, version: str, release_key: str) -> Path:
         return self.home / "releases" / f"{version}-{release_key[:12]}"
 
-    def dry_command(self, version: str, release_key: str) -> list[str]:
-        """The command a deploy would run, from the release's small files (manifest, model
-        config, tokenizer config, chat template): a dry run fetches no weights."""
+    def dry_command(self, version: str, release_key: str) -> tuple[list[str], str | None]:
+        """The command a deploy would run (and, for kubernetes, the manifests it applies),
+        from the release's small files (manifest, model config, tokenizer config, chat
+        template): a dry run fetches no weights."""
         import dataclasses
         import tempfile
 
@@ -239,9 +241,11 @@ class _Rollout:
                       if f"{layout.MODEL}/{name}" in manifest.files]
             fetched = self.registry.fetch(version, Path(temp) / "small", only=wanted)
             spec = build_spec(manifest, fetched, self.config)
-        final = self.release_dir(version, release_key) / layout.MODEL
-        return self.launcher.command(dataclasses.replace(spec, model_dir=final),
-                                     port=_free_port())
+        spec = dataclasses.replace(spec, model_dir=self.release_dir(version, release_key)
+                                   / layout.MODEL)
+        render = getattr(self.launcher, "render", None)
+        return (self.launcher.command(spec, port=_free_port()),
+                render(spec) if render is not None else None)
 
     def fetch(self, version: str, release_key: str) -> Path:
         """The release's files on this host, re-hashed against release.json (a directory a

@@ -243,3 +243,19 @@ def _stop_all(home: Path) -> None:
     router = home / "deployments" / "demo" / "production" / "router"
     if router.is_dir():
         NginxRouter(router, "127.0.0.1:1").stop()
+
+
+@pytest.mark.parametrize(("launcher", "expected"), [
+    ("docker", ["docker run", "vllm/vllm-openai:v0.32.0", "--served-model-name demo"]),
+    ("kubernetes", ["kubectl", "kind: Deployment", "kind: Service", "claimName: models"]),
+])
+def test_a_dry_run_renders_docker_and_kubernetes(project: dict[str, Any], launcher: str,
+                                                 expected: list[str]) -> None:
+    """No container engine or cluster here: the dry run's rendering is what can be checked
+    (the rendered manifests are validated in test_kubernetes.py)."""
+    result = ftci(project["root"], "deploy", "--dry-run", "--set", f"deploy.launcher={launcher}",
+                  "--set", "deploy.kubernetes.model_uri=pvc://models/demo", env=project["env"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for text in expected:
+        assert text in result.stdout, (text, result.stdout)
+    assert not project["ledger"].exists()
