@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -25,6 +23,7 @@ from ftci.deploy.health import (
     wait_ready,
 )
 from ftci.errors import EXIT_GATE_FAILED, EXIT_INFRA, BadInputError
+from tests.helpers.http_servers import LoopbackServer, QuietHandler, reply
 
 VLLM_METRICS = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -48,7 +47,7 @@ tgi_request_count 1000
 """
 
 
-class Scripted:
+class Scripted(LoopbackServer):
     """A loopback server whose GET answers come from `answer(path, n)`: (status, body), with n
     the number of earlier requests for that path."""
 
@@ -56,27 +55,14 @@ class Scripted:
         self.counts: dict[str, int] = {}
         scripted = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 n = scripted.counts.get(self.path, 0)
                 scripted.counts[self.path] = n + 1
                 status, text = answer(self.path, n)
-                body = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, status, text.encode())
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

@@ -18,14 +18,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from ftci.deploy.router import NginxRouter
 from ftci.errors import BadInputError, InfraError
+from tests.helpers.http_servers import LoopbackServer, QuietHandler, reply_json
 from tests.helpers.skips import skip_or_fail
+from tests.helpers.vllm_server import free_port
 
 ANSWER_DELAY_S = 0.2
 
@@ -36,50 +37,25 @@ def nginx_installed() -> None:
         skip_or_fail("nginx not installed: run `make nginx`")
 
 
-class Upstream:
+class Upstream(LoopbackServer):
     """A stand-in engine server named `name` on 127.0.0.1:<free port>."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"  # keepalive, as nginx's upstream pool uses it
 
             def do_GET(self) -> None:
-                self._answer(200 if self.path == "/health" else 404, {"ok": True})
+                reply_json(self, 200 if self.path == "/health" else 404, {"ok": True})
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 time.sleep(ANSWER_DELAY_S)
-                self._answer(200, {"upstream": upstream.name})
+                reply_json(self, 200, {"upstream": upstream.name})
 
-            def _answer(self, status: int, payload: dict[str, object]) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        super().__init__(Handler)
 
 
 @pytest.fixture
