@@ -28,11 +28,12 @@ The state machine (one row per deployment, one transaction per arrow):
   and the next deploy stops its server and retires it.
 - refused, failed, retired and abandoned are final: a trigger refuses any change to such a row.
 
-Kill-safety: WAL, synchronous=FULL, each transition one `BEGIN IMMEDIATE` transaction that
-re-reads the rows it checks; a kill leaves the ledger before or after a transition, never
-between. Concurrent `ftci` processes queue on the busy timeout. `exclusive()` holds the
-environment's deploy lock (flock: the kernel releases it when its holder dies, so a killed
-deploy leaves no stale lock): only its holder may treat `unfinished` rows as abandoned.
+Kill-safety (ftci/sqlite_ledger.py, shared with the local registry): WAL, synchronous=FULL,
+each transition one `BEGIN IMMEDIATE` transaction that re-reads the rows it checks; a kill
+leaves the ledger before or after a transition, never between. Concurrent `ftci` processes
+queue on the busy timeout. `exclusive()` holds the environment's deploy lock (flock: the kernel
+releases it when its holder dies, so a killed deploy leaves no stale lock): only its holder may
+treat `unfinished` rows as abandoned.
 
 Test hook: `FTCI_TEST_CRASH_AFTER=deploy:<transition>[@N]` exits 137 as `kill -9` would, at the
 N-th (default first) time this process reaches that point: `deploy:<transition>` is inside the
@@ -49,7 +50,6 @@ import os
 import re
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -58,13 +58,14 @@ from typing import Any
 
 from ftci.contracts.deployment import STATES, TERMINAL, DeploymentRecord
 from ftci.errors import BadInputError, InfraError
+from ftci.sqlite_ledger import CRASH_ENV as CRASH_ENV  # re-exported: the kill tests set it
+from ftci.sqlite_ledger import CRASH_EXIT as CRASH_EXIT
+from ftci.sqlite_ledger import SqliteLedger, crash_after
 
 LEDGER = "ledger.sqlite"
 LOCK = "deploy.lock"
 LEDGER_FORMAT = 1  # PRAGMA user_version
 BUSY_SECONDS = 60.0
-CRASH_ENV = "FTCI_TEST_CRASH_AFTER"  # shared with the registry's hook (release/registry/local.py)
-CRASH_EXIT = 137
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _COLUMNS = ("id", "environment", "project", "version", "release_key", "engine", "launcher",
             "state", "endpoint", "server", "started_at", "serving_since", "ended_at", "step",
@@ -90,25 +91,11 @@ _SCHEMA = (
     """CREATE TRIGGER IF NOT EXISTS deployments_kept BEFORE DELETE ON deployments
         BEGIN SELECT RAISE(ABORT, 'deployments are kept'); END""",
 )
-_crash_counts: Counter[str] = Counter()
 
 
 class LedgerConflict(InfraError):
     """A transition the ledger's current rows do not allow: another `ftci deploy` moved them
     (or the caller skipped a step). Exit 3; nothing was changed."""
-
-
-def crash_after(point: str) -> None:
-    """Test hook (module docstring): die like `kill -9` at the N-th visit of `point`."""
-    wanted = os.environ.get(CRASH_ENV)
-    if not wanted:
-        return
-    name, _, nth = wanted.partition("@")
-    if name != point:
-        return
-    _crash_counts[point] += 1
-    if _crash_counts[point] == int(nth or 1):
-        os._exit(CRASH_EXIT)
 
 
 def now() -> str:
@@ -137,88 +124,23 @@ class DeploymentLedger:
         path = Path(path).expanduser().absolute()
         self.ledger = path if path.suffix == ".sqlite" else path / LEDGER
         self.path = self.ledger.parent
-        self._db: sqlite3.Connection | None = None
-
-    # ---- the connection ------------------------------------------------------------------
-    def _connect(self, *, create: bool) -> sqlite3.Connection | None:
-        if self._db is not None:
-            return self._db
-        if not create and not self.ledger.is_file():
-            return None
-        self.path.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.ledger, timeout=BUSY_SECONDS, isolation_level=None)
-        try:
-            db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
-            db.execute("PRAGMA journal_mode=WAL").fetchone()
-            db.execute("PRAGMA synchronous=FULL")
-            if self._format(db) != LEDGER_FORMAT:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    if self._format(db) < LEDGER_FORMAT:
-                        for statement in _SCHEMA:
-                            db.execute(statement)
-                        db.execute(f"PRAGMA user_version = {LEDGER_FORMAT}")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
-        return db
-
-    def _format(self, db: sqlite3.Connection) -> int:
-        found = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if found > LEDGER_FORMAT:
-            raise BadInputError(f"{self.ledger}: deployments ledger format {found} is newer "
-                                f"than this ftci reads ({LEDGER_FORMAT})", hint="upgrade ftci")
-        return found
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """SQLite's errors as ftci's: busy or I/O is infrastructure; anything else means the
-        file is not a ledger this code can trust."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            name = getattr(exc, "sqlite_errorname", "")
-            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-                raise InfraError(f"{self.ledger}: still locked by another writer after "
-                                 f"{BUSY_SECONDS:g} s ({exc})",
-                                 hint="another ftci deploy is writing; retry when it is "
-                                      "done") from None
-            if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN",
-                                "SQLITE_READONLY", "SQLITE_PERM")):
-                raise InfraError(f"{self.ledger}: {exc}") from None
-            if name.startswith("SQLITE_CONSTRAINT"):  # the invariants' index and triggers
-                raise LedgerConflict(f"{self.ledger}: {exc}") from None
-            raise BadInputError(
-                f"{self.ledger}: not a readable deployments ledger ({exc})",
-                hint="restore it from a backup, or move it aside: the next deploy starts an "
-                     "empty ledger (stop any server it still lists by hand)") from None
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection | None]:
-        with self._errors():
-            yield self._connect(create=False)
+        self._sqlite = SqliteLedger(
+            self.ledger, schema=_SCHEMA, format=LEDGER_FORMAT, what="deployments ledger",
+            unreadable_as="deployments ledger", busy_seconds=BUSY_SECONDS,
+            busy_hint="another ftci deploy is writing; retry when it is done",
+            unreadable_hint="restore it from a backup, or move it aside: the next deploy "
+                            "starts an empty ledger (stop any server it still lists by hand)",
+            constraint_error=LedgerConflict,  # the invariants' index and triggers
+            # looked up at each call, so a test that replaces this module's crash_after
+            # (tests/deploy/test_ledger_kill.py) sees every point
+            crash=lambda point: crash_after(point))
 
     @contextmanager
     def _write(self, transition: str) -> Iterator[sqlite3.Connection]:
-        with self._errors():
-            db = self._connect(create=True)
-            assert db is not None
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                crash_after(f"deploy:{transition}")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        crash_after(f"deploy:{transition}:committed")
+        """One transition's transaction, with its two crash points (module docstring)."""
+        with self._sqlite.write(f"deploy:{transition}",
+                                committed=f"deploy:{transition}:committed") as db:
+            yield db
 
     # ---- reading ---------------------------------------------------------------------------
     def _record(self, row: tuple[Any, ...]) -> DeploymentRecord:
@@ -233,7 +155,7 @@ class DeploymentLedger:
         return DeploymentRecord.from_dict(data, source=source)
 
     def _query(self, where: str, args: tuple[Any, ...]) -> list[DeploymentRecord]:
-        with self._read() as db:
+        with self._sqlite.read() as db:
             if db is None:
                 return []
             rows = db.execute(f"{_SELECT} WHERE {where}", args).fetchall()
@@ -410,9 +332,7 @@ class DeploymentLedger:
             os.close(fd)  # releases the lock (a kill releases it too)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._sqlite.close()
 
     def __enter__(self) -> DeploymentLedger:
         return self

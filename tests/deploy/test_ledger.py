@@ -280,7 +280,7 @@ def test_a_ledger_from_a_newer_ftci_is_refused_with_the_upgrade_hint(tmp_path: P
 
 def test_the_ledger_is_wal_with_full_sync(ledger: DeploymentLedger) -> None:
     begin(ledger, "0.1.0")
-    db = ledger._db
+    db = ledger._sqlite.db
     assert db is not None
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL

@@ -15,8 +15,12 @@ Decisions:
   deleted (SQLite triggers refuse it). The current alias is its last event.
 - **Concurrent writers** (two runners sharing the directory) queue on `BEGIN IMMEDIATE` with a
   busy timeout; the version check is repeated inside the transaction.
+- **The ledger file** is opened, migrated, written and its errors mapped by ftci/sqlite_ledger.py
+  (shared with the deployments ledger): WAL, synchronous=FULL, one `BEGIN IMMEDIATE`
+  transaction per write, so a kill leaves it before or after each publish or alias move.
 - **Test hook.** `FTCI_TEST_CRASH_AFTER=<point>` makes the process `os._exit(137)` at that point,
-  as `kill -9` would (`crash_after`; one environment lookup when unset). Points: `blob:N` (after
+  as `kill -9` would (`crash_after`, sqlite_ledger.py; one environment lookup when unset;
+  `<point>@N` at its N-th visit). Points: `blob:N` (after
   the N-th blob of a publish is stored, 1-based, files in path order, release.json last),
   `blob_partial:N` (the N-th blob's temp file written, not yet renamed; only for a blob not
   already stored),
@@ -32,24 +36,24 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import ftci.release.registry._common as common
-from ftci.errors import BadInputError, InfraError
+from ftci.errors import InfraError
 from ftci.io import fsync_directory
 from ftci.release import layout
 from ftci.release.registry.base import AliasEvent, PublishedVersion
+from ftci.sqlite_ledger import CRASH_ENV as CRASH_ENV  # re-exported: the kill tests set it
+from ftci.sqlite_ledger import CRASH_EXIT as CRASH_EXIT
+from ftci.sqlite_ledger import SqliteLedger, crash_after
 
 LEDGER = "ledger.sqlite"
 BLOBS = ("blobs", "sha256")
 LEDGER_FORMAT = 1  # PRAGMA user_version
 BUSY_SECONDS = 120.0
 CHUNK_BYTES = 1 << 20
-CRASH_ENV = "FTCI_TEST_CRASH_AFTER"
-CRASH_EXIT = 137
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS versions (
@@ -73,13 +77,6 @@ _VERSION_COLUMNS = ('version, "commit", run_key, release_key, manifest_sha256, c
                     "created_by")
 
 
-def crash_after(point: str) -> None:
-    """Test hook: die like `kill -9` (exit 137, nothing flushed) when FTCI_TEST_CRASH_AFTER
-    names `point`. Cheap when unset."""
-    if os.environ.get(CRASH_ENV) == point:
-        os._exit(CRASH_EXIT)
-
-
 class LocalRegistry:
     """A registry directory (see the module docstring); implements registry/base.py's
     Registry. Opening creates nothing; the first publish or alias move creates the ledger."""
@@ -90,90 +87,12 @@ class LocalRegistry:
         self.path = Path(path).expanduser().absolute()
         self.location = str(self.path)
         self.ledger = self.path / LEDGER
-        self._db: sqlite3.Connection | None = None
-
-    # ---- the ledger ----------------------------------------------------------------------
-    def _connect(self, *, create: bool) -> sqlite3.Connection | None:
-        if self._db is not None:
-            return self._db
-        if not create and not self.ledger.is_file():
-            return None
-        self.path.mkdir(parents=True, exist_ok=True)
-        with self._errors():
-            db = sqlite3.connect(self.ledger, timeout=BUSY_SECONDS, isolation_level=None)
-            try:
-                db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
-                db.execute("PRAGMA journal_mode=WAL").fetchone()
-                db.execute("PRAGMA synchronous=FULL")
-                self._migrate(db)
-            except BaseException:
-                db.close()
-                raise
-        self._db = db
-        return db
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        if self._format(db) == LEDGER_FORMAT:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if self._format(db) < LEDGER_FORMAT:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {LEDGER_FORMAT}")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def _format(self, db: sqlite3.Connection) -> int:
-        found = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if found > LEDGER_FORMAT:
-            raise BadInputError(f"{self.ledger}: ledger format {found} is newer than this "
-                                f"ftci reads ({LEDGER_FORMAT})", hint="upgrade ftci")
-        return found
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """SQLite's errors as ftci's: a busy ledger is infrastructure, anything else means the
-        file is not a ledger this code can trust."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            name = getattr(exc, "sqlite_errorname", "")
-            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-                raise InfraError(f"{self.ledger}: still locked by another writer after "
-                                 f"{BUSY_SECONDS:g} s ({exc})",
-                                 hint="another release is writing; retry when it is done") \
-                    from None
-            if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN",
-                                "SQLITE_READONLY", "SQLITE_PERM")):
-                raise InfraError(f"{self.ledger}: {exc}") from None
-            raise BadInputError(
-                f"{self.ledger}: not a readable registry ledger ({exc})",
-                hint="restore the file from a backup, or move it aside to start an empty "
-                     "registry (the blobs beside it are reused)") from None
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection | None]:
-        with self._errors():
-            yield self._connect(create=False)
-
-    @contextmanager
-    def _write(self, crash_point: str) -> Iterator[sqlite3.Connection]:
-        with self._errors():
-            db = self._connect(create=True)
-            assert db is not None
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                crash_after(crash_point)
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        self._sqlite = SqliteLedger(
+            self.ledger, schema=_SCHEMA, format=LEDGER_FORMAT, what="ledger",
+            unreadable_as="registry ledger", busy_seconds=BUSY_SECONDS,
+            busy_hint="another release is writing; retry when it is done",
+            unreadable_hint="restore the file from a backup, or move it aside to start an "
+                            "empty registry (the blobs beside it are reused)")
 
     # ---- reading ---------------------------------------------------------------------------
     def _record(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> PublishedVersion:
@@ -184,7 +103,7 @@ class LocalRegistry:
                                 created_by=row[6], location=self.location, files=files)
 
     def get(self, version: str) -> PublishedVersion | None:
-        with self._read() as db:
+        with self._sqlite.read() as db:
             if db is None:
                 return None
             row = db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE version = ?",
@@ -192,7 +111,7 @@ class LocalRegistry:
             return self._record(db, row) if row else None
 
     def versions(self) -> list[PublishedVersion]:
-        with self._read() as db:
+        with self._sqlite.read() as db:
             if db is None:
                 return []
             rows = db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions ORDER BY rowid")
@@ -206,7 +125,7 @@ class LocalRegistry:
                  if value is not None]
         if not where:
             return None
-        with self._read() as db:
+        with self._sqlite.read() as db:
             if db is None:
                 return None
             row = db.execute(
@@ -217,7 +136,7 @@ class LocalRegistry:
 
     def _known(self, version: str) -> tuple[PublishedVersion, str]:
         """The record and the stored release.json text of `version`; BadInputError if unknown."""
-        with self._read() as db:
+        with self._sqlite.read() as db:
             row = None if db is None else db.execute(
                 f"SELECT {_VERSION_COLUMNS}, manifest FROM versions WHERE version = ?",
                 (version,)).fetchone()
@@ -229,7 +148,7 @@ class LocalRegistry:
     # ---- aliases ---------------------------------------------------------------------------
     def resolve(self, alias: str) -> str | None:
         common.check_alias(alias)
-        with self._read() as db:
+        with self._sqlite.read() as db:
             row = None if db is None else db.execute(
                 "SELECT version FROM alias_events WHERE alias = ? ORDER BY id DESC LIMIT 1",
                 (alias,)).fetchone()
@@ -238,7 +157,7 @@ class LocalRegistry:
     def set_alias(self, alias: str, version: str | None, *, by: str,
                   reason: str = "") -> AliasEvent:
         common.check_alias(alias)
-        with self._write("alias") as db:
+        with self._sqlite.write("alias") as db:
             if version is not None and db.execute(
                     "SELECT 1 FROM versions WHERE version = ?", (version,)).fetchone() is None:
                 raise common.unknown_target(alias, version, f"no such version in the registry "
@@ -257,7 +176,7 @@ class LocalRegistry:
     def alias_history(self, alias: str | None = None) -> list[AliasEvent]:
         if alias is not None:
             common.check_alias(alias)
-        with self._read() as db:
+        with self._sqlite.read() as db:
             if db is None:
                 return []
             query = "SELECT alias, version, previous, at, by, reason FROM alias_events"
@@ -276,7 +195,7 @@ class LocalRegistry:
         for index, (name, size, sha) in enumerate(entries, start=1):
             self._store(Path(release_dir) / name, size, sha, index)
             crash_after(f"blob:{index}")
-        with self._write("before_commit") as db:
+        with self._sqlite.write("before_commit") as db:
             row = db.execute("SELECT manifest_sha256 FROM versions WHERE version = ?",
                              (manifest.version,)).fetchone()
             if row is None:  # another writer may have published it since the check above
@@ -390,9 +309,7 @@ class LocalRegistry:
         return problems
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._sqlite.close()
 
     def __enter__(self) -> LocalRegistry:
         return self
