@@ -15,15 +15,11 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from ftci.cli import main
@@ -34,32 +30,35 @@ from ftci.scaffold import (
     render_release_workflow,
 )
 from tests.helpers.actionlint import actionlint_findings
-from tests.helpers.skips import dev_tool
+from tests.helpers.workflow_steps import (
+    FTCI_SHA,
+    ActionsAPI,
+    load_workflow,
+    run_own_commit_step,
+    run_schema_check,
+    run_zizmor,
+    step_named,
+    step_outputs,
+    write_user_workflow,
+)
+from tests.helpers.workflow_steps import referenced_workflow as _ref
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / ".github" / "workflows" / "ftci-deploy.yml"
 RELEASE = REPO_ROOT / ".github" / "workflows" / "ftci-release.yml"
-FTCI_SHA = "0123456789abcdef0123456789abcdef01234567"
 JOB_PERMISSIONS = {"contents": "read", "actions": "read"}
 SECRETS = {"KUBECONFIG", "HF_TOKEN", "MLFLOW_TRACKING_TOKEN"}
 PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
 INJECTABLE = re.compile(r"\$\{\{\s*(inputs\.|secrets\.|github\.event\.|github\.head_ref)")
 
 
-def _load(path_or_text: Path | str) -> dict[str, Any]:
-    text = path_or_text.read_text("utf-8") if isinstance(path_or_text, Path) else path_or_text
-    data = yaml.safe_load(text)
-    data["on"] = data.pop(True)  # PyYAML reads the key `on` as a boolean
-    return data
-
-
-WORKFLOW = _load(DEPLOY)
+WORKFLOW = load_workflow(DEPLOY)
 JOB = WORKFLOW["jobs"]["deploy"]
 STEPS = JOB["steps"]
 
 
 def _step(name: str) -> dict[str, Any]:
-    return next(step for step in STEPS if step.get("name") == name)
+    return step_named(STEPS, name)
 
 
 # ---- structure -----------------------------------------------------------------------------
@@ -150,68 +149,19 @@ def test_deploy_runs_through_the_action_at_the_pinned_commit() -> None:
 
 
 # ---- the steps' scripts, run for real -------------------------------------------------------
-class _Runs(BaseHTTPRequestHandler):
-    runs: dict[str, dict[str, Any]] = {}
-    token = "ghs_actions_read_0123456789"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        match = re.fullmatch(r"/repos/acme/intents/actions/runs/(\d+)", self.path)
-        run = self.runs.get(match.group(1)) if match else None
-        authorized = self.headers.get("Authorization") == f"Bearer {self.token}"
-        status, body = (200, run) if run and authorized else (
-            (401, {"message": "Bad credentials"}) if not authorized else
-            (404, {"message": "Not Found"}))
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.fixture(scope="module")
-def api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Runs)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def api() -> Iterator[ActionsAPI]:
+    with ActionsAPI(token="ghs_actions_read_0123456789") as server:
+        yield server
 
 
-def _outputs(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
-
-
-def own_commit(api: str, tmp_path: Path, referenced: list[dict[str, str]],
+def own_commit(api: ActionsAPI, tmp_path: Path, referenced: list[dict[str, str]],
                **env: str) -> tuple[int, dict[str, str], str]:
-    run_id = str(3000 + len(_Runs.runs))
-    _Runs.runs[run_id] = {"id": int(run_id), "event": "push", "path":
-                          ".github/workflows/ftci-release.yml",
-                          "referenced_workflows": referenced}
-    script = tmp_path / "own.py"
-    script.write_text(_step("Find the commit this workflow runs at")["run"], encoding="utf-8")
-    output = tmp_path / "output"
-    output.write_text("")
-    environ = {"PATH": "/usr/bin:/bin", "GITHUB_API_URL": api, "GITHUB_REPOSITORY":
-               "acme/intents", "GITHUB_RUN_ID": run_id, "GITHUB_OUTPUT": str(output),
-               "GITHUB_TOKEN": _Runs.token, "FTCI_VERSION": "", "FTCI_RELEASE": "", **env}
-    done = subprocess.run([sys.executable, str(script)], env=environ, capture_output=True,
-                          text=True, timeout=60, check=False)
-    return done.returncode, _outputs(output), done.stdout + done.stderr
+    return run_own_commit_step(api, _step("Find the commit this workflow runs at")["run"],
+                               tmp_path, referenced, {"FTCI_RELEASE": "", **env})
 
 
-def _ref(path: str, sha: str = FTCI_SHA) -> dict[str, str]:
-    return {"path": f"{path}@{sha}", "sha": sha, "ref": "refs/tags/v0.2.0"}
-
-
-def test_the_job_finds_its_own_ftci_commit_beside_the_release_one(api: str,
+def test_the_job_finds_its_own_ftci_commit_beside_the_release_one(api: ActionsAPI,
                                                                    tmp_path: Path) -> None:
     """The caller calls ftci-release.yml and ftci-deploy.yml; deploy installs its own pin."""
     code, values, log = own_commit(api, tmp_path, [
@@ -238,7 +188,7 @@ def test_the_job_finds_its_own_ftci_commit_beside_the_release_one(api: str,
     ([_ref("a/b/.github/workflows/ftci-deploy.yml")], {"GITHUB_TOKEN": "wrong"},
      "needs `actions: read`"),
 ])
-def test_the_job_refuses_an_unpinned_ftci_or_a_bad_release(api: str, tmp_path: Path,
+def test_the_job_refuses_an_unpinned_ftci_or_a_bad_release(api: ActionsAPI, tmp_path: Path,
                                                            referenced: list[dict[str, str]],
                                                            env: dict[str, str],
                                                            message: str) -> None:
@@ -299,7 +249,7 @@ def test_the_kubeconfig_is_a_private_file_removed_at_the_end(tmp_path: Path) -> 
                  GITHUB_OUTPUT=str(output))
     assert done.returncode == 0, done.stderr
     assert "s3cr3t" not in done.stdout + done.stderr
-    path = Path(_outputs(output)["path"])
+    path = Path(step_outputs(output)["path"])
     assert path.parent == temp and path.read_text() == content + "\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     done = _bash(remove, tmp_path, KUBECONFIG_PATH=str(path))
@@ -308,7 +258,7 @@ def test_the_kubeconfig_is_a_private_file_removed_at_the_end(tmp_path: Path) -> 
     output.write_text("")
     done = _bash(write, tmp_path, KUBECONFIG_CONTENT="", RUNNER_TEMP=str(temp),
                  GITHUB_OUTPUT=str(output))
-    assert done.returncode == 0 and _outputs(output) == {"path": ""}
+    assert done.returncode == 0 and step_outputs(output) == {"path": ""}
     assert list(temp.iterdir()) == []
     assert _bash(remove, tmp_path, KUBECONFIG_PATH="").returncode == 0
 
@@ -335,25 +285,18 @@ def test_the_step_summary_names_the_verdict_and_holds_the_json(tmp_path: Path) -
 # ---- linters --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def caller(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("user-repo") / ".github" / "workflows"
-    folder.mkdir(parents=True)
-    path = folder / "ftci-release.yml"
-    path.write_text(render_release_workflow(ref=FTCI_SHA), encoding="utf-8")
-    return path
+    return write_user_workflow(tmp_path_factory, "ftci-release.yml",
+                               render_release_workflow(ref=FTCI_SHA))
 
 
 def test_actionlint_zizmor_and_the_schema_find_nothing(caller: Path) -> None:
     findings = actionlint_findings([DEPLOY, caller])
     assert findings == [], json.dumps(findings, indent=2)
     for target in (DEPLOY, caller):
-        zizmor = subprocess.run([dev_tool("zizmor"), "--offline", "--persona", "pedantic",
-                                 "--format", "json", str(target)], capture_output=True,
-                                text=True, timeout=120, check=False)
+        zizmor = run_zizmor(target)
         assert json.loads(zizmor.stdout or "[]") == [] and zizmor.returncode == 0, (
             target, zizmor.stderr)
-    schema = subprocess.run([dev_tool("check-jsonschema"), "--builtin-schema",
-                             "vendor.github-workflows", str(DEPLOY), str(caller)],
-                            capture_output=True, text=True, timeout=120, check=False)
+    schema = run_schema_check("vendor.github-workflows", DEPLOY, caller)
     assert schema.returncode == 0, schema.stdout + schema.stderr
 
 
@@ -363,7 +306,7 @@ def test_init_writes_the_deploy_job_into_the_release_caller(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     written = (tmp_path / "a" / RELEASE_WORKFLOW_PATH).read_text("utf-8")
     assert f"ftci-deploy.yml@{REF_PLACEHOLDER}\n" in written
-    assert "deploy" in _load(written)["jobs"]
+    assert "deploy" in load_workflow(written)["jobs"]
     CliRunner().invoke(main, ["init", str(tmp_path / "b"), "--task", "chat", "--ftci-ref",
                               FTCI_SHA])
     assert f"ftci-deploy.yml@{FTCI_SHA}\n" in (tmp_path / "b" / RELEASE_WORKFLOW_PATH
@@ -371,13 +314,13 @@ def test_init_writes_the_deploy_job_into_the_release_caller(tmp_path: Path) -> N
 
 
 def test_the_caller_deploys_only_what_its_release_job_released(caller: Path) -> None:
-    workflow = _load(caller)
+    workflow = load_workflow(caller)
     assert workflow["permissions"] == {}
     job = workflow["jobs"]["deploy"]
     assert job["uses"] == f"{FTCI_REPOSITORY}/.github/workflows/ftci-deploy.yml@{FTCI_SHA}"
     assert job["needs"] == "release"
     assert job["if"] == "${{ needs.release.outputs.released == 'true' }}"
-    released = _load(RELEASE)["on"]["workflow_call"]["outputs"]
+    released = load_workflow(RELEASE)["on"]["workflow_call"]["outputs"]
     assert {"version", "released"} <= set(released)  # the outputs the caller reads
     assert job["with"]["release"] == "${{ needs.release.outputs.version }}"
     # GitHub refuses a called job that asks for more than its caller grants.

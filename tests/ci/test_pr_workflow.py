@@ -11,37 +11,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
-import yaml
 
 from tests.helpers.gh_expressions import evaluate_if
+from tests.helpers.workflow_steps import FTCI_SHA, ActionsAPI, load_workflow, run_python_step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PATH = REPO_ROOT / ".github" / "workflows" / "ftci-pr.yml"
 BASE = "acme/intents"
 FORK = "mallory/intents"
 HEAD_SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
-FTCI_SHA = "0123456789abcdef0123456789abcdef01234567"
 LABEL = "ftci/safe-to-train"
 
 
-def _workflow() -> dict[str, Any]:
-    data = yaml.safe_load(WORKFLOW_PATH.read_text(encoding="utf-8"))
-    data["on"] = data.pop(True)  # PyYAML reads the key `on` as a boolean
-    return data
-
-
-WORKFLOW = _workflow()
+WORKFLOW = load_workflow(WORKFLOW_PATH)
 JOBS = WORKFLOW["jobs"]
 DEFAULT_INPUTS = {name: spec.get("default") for name, spec in
                   WORKFLOW["on"]["workflow_call"]["inputs"].items()}
@@ -206,75 +193,32 @@ def test_the_report_reads_only_the_downloaded_stage_outputs() -> None:
 # --- the resolve job's script, for real --------------------------------------------------------
 
 
-class _Runs(BaseHTTPRequestHandler):
-    """`GET /repos/{o}/{r}/actions/runs/{id}` and `GET /repos/{o}/{r}/environments/{name}`,
-    shaped as GitHub documents them."""
-
-    runs: dict[str, Any] = {}
-    environments: dict[str, Any] = {}
-    token = "ghs_resolve_token"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        run = re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/runs/(\d+)", self.path)
-        environment = re.fullmatch(r"/repos/([^/]+/[^/]+)/environments/([^/]+)", self.path)
-        if self.headers.get("Authorization") != f"Bearer {self.token}":
-            status, body = 401, {"message": "Bad credentials"}
-        elif run is not None and run.group(2) in self.runs:
-            status, body = 200, self.runs[run.group(2)]
-        elif environment is not None and unquote(environment.group(2)) in self.environments:
-            status, body = 200, self.environments[unquote(environment.group(2))]
-        else:
-            status, body = 404, {"message": "Not Found"}
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-
 @pytest.fixture(scope="module")
-def actions_api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Runs)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def actions_api() -> Iterator[ActionsAPI]:
+    with ActionsAPI(token="ghs_resolve_token", repository=BASE) as server:
+        yield server
 
 
-def _run_record(run_id: int, referenced: list[dict[str, str]]) -> dict[str, Any]:
-    """A workflow run as `GET /repos/{owner}/{repo}/actions/runs/{run_id}` returns it."""
-    return {"id": run_id, "name": "ftci", "event": "pull_request", "status": "in_progress",
+def _run_fields(referenced: list[dict[str, str]]) -> dict[str, Any]:
+    """A workflow run as `GET /repos/{owner}/{repo}/actions/runs/{run_id}` returns it (the
+    stand-in adds the id)."""
+    return {"name": "ftci", "event": "pull_request", "status": "in_progress",
             "head_sha": HEAD_SHA, "path": ".github/workflows/ftci.yml",
             "repository": {"full_name": BASE},
             "head_repository": {"full_name": FORK},
             "referenced_workflows": referenced}
 
 
-def resolve(api: str, tmp_path: Path, referenced: list[dict[str, str]],
+def resolve(api: ActionsAPI, tmp_path: Path, referenced: list[dict[str, str]],
             **env: str) -> tuple[int, dict[str, str], str]:
-    run_id = str(1000 + len(_Runs.runs))
-    _Runs.runs[run_id] = _run_record(int(run_id), referenced)
+    run_id = api.add_run(**_run_fields(referenced))
     step = JOBS["resolve"]["steps"][0]
     assert step["shell"] == "python"
-    script = tmp_path / "resolve.py"
-    script.write_text(step["run"], encoding="utf-8")
-    output = tmp_path / "github_output"
-    output.write_text("")
-    environ = {"PATH": os.environ.get("PATH", ""), "GITHUB_API_URL": api,
-               "GITHUB_REPOSITORY": BASE, "GITHUB_RUN_ID": run_id,
-               "GITHUB_OUTPUT": str(output), "GITHUB_TOKEN": _Runs.token,
-               "WANT_REPOSITORY": "", "WANT_REF": "", "FTCI_VERSION": "",
-               "FORK_APPROVAL": "environment", "APPROVAL_ENVIRONMENT": "ftci-fork-approval",
-               "FORK_PULL_REQUEST": "false", **env}
-    done = subprocess.run([sys.executable, str(script)], env=environ, capture_output=True,
-                          text=True, timeout=60, check=False)
-    values = dict(line.split("=", 1) for line in output.read_text().splitlines() if line)
-    return done.returncode, values, done.stdout + done.stderr
+    return run_python_step(step["run"], tmp_path, {
+        "PATH": os.environ.get("PATH", ""), **api.step_env(run_id),
+        "WANT_REPOSITORY": "", "WANT_REF": "", "FTCI_VERSION": "",
+        "FORK_APPROVAL": "environment", "APPROVAL_ENVIRONMENT": "ftci-fork-approval",
+        "FORK_PULL_REQUEST": "false", **env})
 
 
 OURS = {"path": f"ftci-dev/ftci/.github/workflows/ftci-pr.yml@{FTCI_SHA}", "sha": FTCI_SHA}
@@ -282,7 +226,7 @@ TAGGED = {"path": "ftci-dev/ftci/.github/workflows/ftci-pr.yml@refs/tags/v0.2.0"
           "sha": FTCI_SHA, "ref": "refs/tags/v0.2.0"}
 
 
-def test_resolve_finds_the_commit_this_workflow_runs_at(actions_api: str, tmp_path: Path
+def test_resolve_finds_the_commit_this_workflow_runs_at(actions_api: ActionsAPI, tmp_path: Path
                                                         ) -> None:
     other = {"path": "acme/shared/.github/workflows/lint.yml@main", "sha": "f" * 40,
              "ref": "refs/heads/main"}
@@ -305,7 +249,7 @@ def test_resolve_finds_the_commit_this_workflow_runs_at(actions_api: str, tmp_pa
     ([OURS], {"FORK_APPROVAL": "none"}, "fork-approval must be"),
     ([OURS], {"GITHUB_TOKEN": "wrong"}, "cannot read this workflow run"),
 ])
-def test_resolve_refuses_caller_chosen_code(actions_api: str, tmp_path: Path,
+def test_resolve_refuses_caller_chosen_code(actions_api: ActionsAPI, tmp_path: Path,
                                             referenced: list[dict[str, str]],
                                             env: dict[str, str], message: str) -> None:
     code, values, log = resolve(actions_api, tmp_path, referenced, **env)
@@ -334,15 +278,15 @@ def _environment(name: str, reviewers: int) -> dict[str, Any]:
     ({}, "false", None),  # a branch of the repository needs no approval environment
 ])
 def test_a_fork_needs_an_environment_that_reviewers_guard(
-        actions_api: str, tmp_path: Path, environments: dict[str, Any], fork: str,
+        actions_api: ActionsAPI, tmp_path: Path, environments: dict[str, Any], fork: str,
         message: str | None) -> None:
     """GitHub creates a missing environment on first use, with no protection rules: an
     unguarded `approve` job would approve every fork at once, so resolve refuses it."""
-    _Runs.environments = environments
+    actions_api.environments = environments
     try:
         code, values, log = resolve(actions_api, tmp_path, [OURS], FORK_PULL_REQUEST=fork)
     finally:
-        _Runs.environments = {}
+        actions_api.environments = {}
     if message is None:
         assert code == 0 and values["sha"] == FTCI_SHA, log
     else:

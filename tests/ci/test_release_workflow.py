@@ -9,12 +9,7 @@ in tests/ci/test_workflows.py (every file under .github/workflows/).
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,37 +27,39 @@ from ftci.scaffold import (
     render_release_workflow,
 )
 from tests.helpers.actionlint import actionlint_findings
-from tests.helpers.skips import dev_tool
+from tests.helpers.workflow_steps import (
+    FTCI_SHA,
+    ActionsAPI,
+    load_workflow,
+    run_own_commit_step,
+    run_schema_check,
+    run_zizmor,
+    step_named,
+    write_user_workflow,
+)
+from tests.helpers.workflow_steps import referenced_workflow as _ref
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RELEASE = REPO_ROOT / ".github" / "workflows" / "ftci-release.yml"
 PR = REPO_ROOT / ".github" / "workflows" / "ftci-pr.yml"
 ATTEST_V3_0_0 = "977bb373ede98d70efdf65b84cb5f73e068dcc2a"  # actions/attest-build-provenance
-FTCI_SHA = "0123456789abcdef0123456789abcdef01234567"
 JOB_PERMISSIONS = {"contents": "write", "id-token": "write", "attestations": "write",
                    "actions": "read", "pull-requests": "read"}
 
 
-def _load(path_or_text: Path | str) -> dict[str, Any]:
-    text = path_or_text.read_text("utf-8") if isinstance(path_or_text, Path) else path_or_text
-    data = yaml.safe_load(text)
-    data["on"] = data.pop(True)  # PyYAML reads the key `on` as a boolean
-    return data
-
-
-WORKFLOW = _load(RELEASE)
+WORKFLOW = load_workflow(RELEASE)
 JOB = WORKFLOW["jobs"]["release"]
 STEPS = JOB["steps"]
 
 
 def _step(name: str) -> dict[str, Any]:
-    return next(step for step in STEPS if step.get("name") == name)
+    return step_named(STEPS, name)
 
 
 def test_the_trigger_inputs_secrets_and_outputs() -> None:
     call = WORKFLOW["on"]["workflow_call"]
     assert list(WORKFLOW["on"]) == ["workflow_call"]
-    pr_inputs = _load(PR)["on"]["workflow_call"]["inputs"]
+    pr_inputs = load_workflow(PR)["on"]["workflow_call"]["inputs"]
     inputs = call["inputs"]
     assert {"config", "working-directory", "gpu-runner-labels", "ftci-version",
             "python-version"} <= set(inputs)
@@ -126,65 +123,19 @@ def test_the_release_runs_through_the_action_and_attests_only_a_release() -> Non
 
 
 # ---- the "which ftci commit" step, run for real ---------------------------------------------
-class _Runs(BaseHTTPRequestHandler):
-    runs: dict[str, dict[str, Any]] = {}
-    token = "ghs_actions_read_0123456789"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        match = re.fullmatch(r"/repos/acme/intents/actions/runs/(\d+)", self.path)
-        run = self.runs.get(match.group(1)) if match else None
-        authorized = self.headers.get("Authorization") == f"Bearer {self.token}"
-        status, body = (200, run) if run and authorized else (
-            (401, {"message": "Bad credentials"}) if not authorized else
-            (404, {"message": "Not Found"}))
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.fixture(scope="module")
-def api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Runs)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def api() -> Iterator[ActionsAPI]:
+    with ActionsAPI(token="ghs_actions_read_0123456789") as server:
+        yield server
 
 
-def own_commit(api: str, tmp_path: Path, referenced: list[dict[str, str]],
+def own_commit(api: ActionsAPI, tmp_path: Path, referenced: list[dict[str, str]],
                **env: str) -> tuple[int, dict[str, str], str]:
-    run_id = str(2000 + len(_Runs.runs))
-    _Runs.runs[run_id] = {"id": int(run_id), "event": "push", "path":
-                          ".github/workflows/ftci-release.yml",
-                          "referenced_workflows": referenced}
-    script = tmp_path / "own.py"
-    script.write_text(_step("Find the commit this workflow runs at")["run"], encoding="utf-8")
-    output = tmp_path / "output"
-    output.write_text("")
-    environ = {"PATH": "/usr/bin:/bin", "GITHUB_API_URL": api, "GITHUB_REPOSITORY":
-               "acme/intents", "GITHUB_RUN_ID": run_id, "GITHUB_OUTPUT": str(output),
-               "GITHUB_TOKEN": _Runs.token, "FTCI_VERSION": "", **env}
-    done = subprocess.run([sys.executable, str(script)], env=environ, capture_output=True,
-                          text=True, timeout=60, check=False)
-    values = dict(line.split("=", 1) for line in output.read_text().splitlines() if line)
-    return done.returncode, values, done.stdout + done.stderr
+    return run_own_commit_step(api, _step("Find the commit this workflow runs at")["run"],
+                               tmp_path, referenced, env)
 
 
-def _ref(path: str, sha: str = FTCI_SHA) -> dict[str, str]:
-    return {"path": f"{path}@{sha}", "sha": sha, "ref": "refs/tags/v0.2.0"}
-
-
-def test_the_job_finds_the_ftci_commit_it_runs_at(api: str, tmp_path: Path) -> None:
+def test_the_job_finds_the_ftci_commit_it_runs_at(api: ActionsAPI, tmp_path: Path) -> None:
     code, values, log = own_commit(api, tmp_path, [
         _ref("ftci-dev/ftci/.github/workflows/ftci-release.yml"),
         _ref("ftci-dev/ftci/.github/workflows/ftci-pr.yml", "f" * 40)])
@@ -202,7 +153,7 @@ def test_the_job_finds_the_ftci_commit_it_runs_at(api: str, tmp_path: Path) -> N
     ([_ref("a/b/.github/workflows/ftci-release.yml")], {"GITHUB_TOKEN": "wrong"},
      "needs `actions: read`"),
 ])
-def test_the_job_refuses_an_unpinned_or_ambiguous_ftci(api: str, tmp_path: Path,
+def test_the_job_refuses_an_unpinned_or_ambiguous_ftci(api: ActionsAPI, tmp_path: Path,
                                                       referenced: list[dict[str, str]],
                                                       env: dict[str, str], message: str) -> None:
     code, values, log = own_commit(api, tmp_path, referenced, **env)
@@ -233,7 +184,7 @@ def _load_action() -> dict[str, Any]:
 def test_the_pr_workflow_uploads_the_run_under_its_key() -> None:
     """The name ftci/release/github.py looks up; `.ftci/` is hidden, which upload-artifact
     >= 4.4 leaves out unless `include-hidden-files` is set."""
-    steps = _load(PR)["jobs"]["train-eval"]["steps"]
+    steps = load_workflow(PR)["jobs"]["train-eval"]["steps"]
     upload = next(s for s in steps if str(s.get("uses", "")).startswith(
         "actions/upload-artifact@"))
     name = upload["with"]["name"]
@@ -247,11 +198,8 @@ def test_the_pr_workflow_uploads_the_run_under_its_key() -> None:
 # ---- the caller `ftci init` writes ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def caller(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("user-repo") / ".github" / "workflows"
-    folder.mkdir(parents=True)
-    path = folder / "ftci-release.yml"
-    path.write_text(render_release_workflow(ref=FTCI_SHA), encoding="utf-8")
-    return path
+    return write_user_workflow(tmp_path_factory, "ftci-release.yml",
+                               render_release_workflow(ref=FTCI_SHA))
 
 
 def test_init_writes_the_release_caller(tmp_path: Path) -> None:
@@ -267,7 +215,7 @@ def test_init_writes_the_release_caller(tmp_path: Path) -> None:
 
 
 def test_the_caller_triggers_on_main_and_grants_what_the_job_asks(caller: Path) -> None:
-    workflow = _load(caller)
+    workflow = load_workflow(caller)
     assert workflow["on"]["push"]["branches"] == ["main"]
     assert "workflow_dispatch" in workflow["on"]
     assert workflow["permissions"] == {}
@@ -286,11 +234,7 @@ def test_the_caller_passes_actionlint_zizmor_and_the_schema(caller: Path) -> Non
     findings = actionlint_findings([caller, default])
     assert findings == [], json.dumps(findings, indent=2)
     default.unlink()
-    zizmor = subprocess.run([dev_tool("zizmor"), "--offline", "--persona", "pedantic", "--format",
-                             "json", str(caller)], capture_output=True, text=True, timeout=120,
-                            check=False)
+    zizmor = run_zizmor(caller)
     assert json.loads(zizmor.stdout or "[]") == [] and zizmor.returncode == 0, zizmor.stderr
-    schema = subprocess.run([dev_tool("check-jsonschema"), "--builtin-schema",
-                             "vendor.github-workflows", str(caller)], capture_output=True,
-                            text=True, timeout=120, check=False)
+    schema = run_schema_check("vendor.github-workflows", caller)
     assert schema.returncode == 0, schema.stdout + schema.stderr

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ftci.scaffold import render_workflow
 from tests.helpers.actionlint import actionlint_findings
-from tests.helpers.skips import dev_tool
+from tests.helpers.workflow_steps import (
+    load_workflow,
+    run_schema_check,
+    run_zizmor,
+    write_user_workflow,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACTION = REPO_ROOT / "action.yml"
@@ -30,13 +33,6 @@ INJECTABLE = re.compile(r"\$\{\{\s*(inputs\.|github\.event\.|github\.head_ref)")
 FAKE_SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-def _load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if True in data:  # PyYAML reads the key `on` as a boolean
-        data["on"] = data.pop(True)
-    return data
-
-
 def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
     if "runs" in document:
         return list(document["runs"].get("steps", []))
@@ -46,11 +42,7 @@ def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def rendered_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What `ftci init` writes, at a commit-SHA ref (the pin the template asks users for)."""
-    folder = tmp_path_factory.mktemp("user-repo") / ".github" / "workflows"
-    folder.mkdir(parents=True)
-    path = folder / "ftci.yml"
-    path.write_text(render_workflow(ref=FAKE_SHA), encoding="utf-8")
-    return path
+    return write_user_workflow(tmp_path_factory, "ftci.yml", render_workflow(ref=FAKE_SHA))
 
 
 def test_the_expected_files_exist() -> None:
@@ -72,12 +64,8 @@ def render_default(rendered_template: Path) -> Path:
 
 
 def test_zizmor_finds_nothing(rendered_template: Path) -> None:
-    zizmor = dev_tool("zizmor")
-    targets = [str(REPO_ROOT / ".github" / "workflows"), str(ACTION), str(rendered_template)]
-    done = subprocess.run([zizmor, "--offline", "--persona", "pedantic", "--format", "json",
-                           *targets],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          cwd=REPO_ROOT)
+    done = run_zizmor(REPO_ROOT / ".github" / "workflows", ACTION, rendered_template,
+                      cwd=REPO_ROOT)
     findings = json.loads(done.stdout or "[]")
     assert findings == [], json.dumps(findings, indent=2)[:4000]
     assert done.returncode == 0, done.stderr
@@ -87,17 +75,14 @@ def test_zizmor_finds_nothing(rendered_template: Path) -> None:
                                               ("vendor.github-workflows", "workflows")])
 def test_github_json_schemas_accept_the_files(schema: str, kind: str,
                                                rendered_template: Path) -> None:
-    checker = dev_tool("check-jsonschema")
-    files = [str(ACTION)] if kind == "action" else [str(p) for p in WORKFLOWS] + [
-        str(rendered_template)]
-    done = subprocess.run([checker, "--builtin-schema", schema, *files],
-                          capture_output=True, text=True, timeout=120, check=False)
+    files = [ACTION] if kind == "action" else [*WORKFLOWS, rendered_template]
+    done = run_schema_check(schema, *files)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: p.name)
 def test_no_script_pastes_inputs_or_event_data(path: Path) -> None:
-    for step in _steps(_load(path)):
+    for step in _steps(load_workflow(path)):
         script = step.get("run")
         if script is not None:
             assert not INJECTABLE.search(script), (
@@ -119,7 +104,7 @@ def test_third_party_actions_are_pinned_by_sha_with_a_version_comment(path: Path
 
 
 def test_action_inputs_are_described_kebab_case_strings() -> None:
-    action = _load(ACTION)
+    action = load_workflow(ACTION)
     expected = {"command", "config", "args", "python-version", "ftci-version", "github-token",
                 "comment", "working-directory", "stage-dir"}
     assert set(action["inputs"]) == expected
@@ -146,7 +131,7 @@ def test_inline_zizmor_ignores_are_only_the_ftci_checkout() -> None:
 
 
 def test_ci_smoke_tests_the_action_in_this_commit() -> None:
-    workflow = _load(REPO_ROOT / ".github" / "workflows" / "ci.yml")
+    workflow = load_workflow(REPO_ROOT / ".github" / "workflows" / "ci.yml")
     smoke = [step for step in _steps(workflow) if step.get("uses") == "./"]
     assert smoke and smoke[0]["with"]["command"] == "data-check"
     fixture = REPO_ROOT / smoke[0]["with"]["working-directory"]
