@@ -8,10 +8,7 @@ what ftci would ask the real docker to do."""
 from __future__ import annotations
 
 import json
-import os
-import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from ftci.deploy.launchers.docker import DockerLauncher, container_args
 from ftci.deploy.spec import TGI_IMAGE, VLLM_IMAGE, ServeSpec, tgi_args, vllm_args
 from ftci.errors import InfraError
 from tests.helpers.skips import skip_or_fail
+from tests.helpers.standin_tools import install_standin, recorded_calls
 from tests.helpers.vllm_server import missing_vllm, vllm_python
 
 MODEL_DIR = Path("/srv/ftci/releases/banking-intents/0.2.0/model")
@@ -103,21 +101,13 @@ def spec(engine: str = "vllm", **fields: Any) -> ServeSpec:
 @pytest.fixture
 def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put the stand-in `docker` first on PATH; returns its argv log (one JSON list a line)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "docker"
-    script.write_text(f"#!{sys.executable}\n{FAKE_DOCKER}")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "docker-calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
-    monkeypatch.setenv("FAKE_DOCKER_STATE", str(tmp_path / "docker-state.json"))
+    log = install_standin("docker", FAKE_DOCKER, tmp_path, monkeypatch)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     return log
 
 
 def calls(log: Path) -> list[list[str]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return recorded_calls(log)
 
 
 def option(argv: list[str], name: str) -> list[str]:

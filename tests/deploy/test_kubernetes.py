@@ -14,9 +14,6 @@ path `vllm serve` would report), so the identity check runs against what was ren
 from __future__ import annotations
 
 import json
-import os
-import stat
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from ftci.deploy.launchers.docker import container_args
 from ftci.deploy.launchers.kubernetes import KubernetesLauncher
 from ftci.deploy.spec import TGI_IMAGE, VLLM_IMAGE, ServeSpec
 from ftci.errors import BadInputError, InfraError
+from tests.helpers.standin_tools import install_standin, recorded_calls
 from tests.helpers.vllm_server import free_port
 
 K8S_VERSIONS = ["1.31.0", kubernetes_validate.latest_version()]  # a recent range
@@ -150,20 +148,11 @@ def settings(**fields: Any) -> KubernetesDeployConfig:
 @pytest.fixture
 def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The stand-in `kubectl` first on PATH; returns its call log (JSON lines)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "kubectl"
-    script.write_text(f"#!{sys.executable}\n{FAKE_KUBECTL}")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "kubectl-calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_KUBECTL_LOG", str(log))
-    monkeypatch.setenv("FAKE_KUBECTL_STATE", str(tmp_path / "kubectl-state.json"))
-    return log
+    return install_standin("kubectl", FAKE_KUBECTL, tmp_path, monkeypatch)
 
 
 def calls(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return recorded_calls(log)
 
 
 def validate(document: dict[str, Any]) -> None:
