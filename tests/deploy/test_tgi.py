@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 
 from ftci.config.schema import FtciConfig
-from ftci.contracts.release import GateSummary, QuantizationInfo, ReleaseManifest
+from ftci.contracts.release import ReleaseManifest
 from ftci.deploy.identity import check_identity, served_identity
 from ftci.deploy.spec import ServeSpec, build_spec, tgi_args
 from ftci.errors import InfraError
 from ftci.evals.backends.base import GenerationParams
 from ftci.evals.backends.openai import OpenAIBackend
+from tests.helpers.release_manifests import banking_release_manifest
 from tests.helpers.starter import starter_dir
 from tests.helpers.tgi_standin import StandInError, TGIStandIn
 
@@ -63,22 +64,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TGIStandIn]:
 
 
 def release_manifest(**extra: Any) -> ReleaseManifest:
-    return ReleaseManifest(
-        project="banking-intents", version="0.3.0", tag="banking-intents@v0.3.0",
-        release_key="a" * 32 + "." + "b" * 32, run_key="c" * 64, commit="d" * 40, pr=21,
-        created_at="2026-12-03T10:00:00+00:00", created_by="octocat", method="lora",
-        base_model={"ref": "starter:smollm2-135m-instruct", "digest": "e" * 64},
-        inputs={"data.test": "f" * 64, "config": "1" * 64},
-        versions={"ftci": "0.1.0", "quantizer": "llmcompressor 0.14.0.1"},
-        quantization=QuantizationInfo(
-            scheme="w8a8-int8", tool="llmcompressor 0.14.0.1", format="int-quantized",
-            calibration={"split": "train", "items": 64, "sha256": "9" * 64},
-            serve_flags={"vllm": [], "tgi": ["--quantize", "compressed-tensors"]}),
-        quantization_gate=GateSummary(
-            metric="accuracy", engine="vllm 0.32.0 (cpu)", items=404, merged=0.938,
-            quantized=0.935, delta=-0.003, ci_low=-0.009, ci_high=0.004, margin=0.01,
-            alpha=0.05, passed=True),
-        previous="0.2.0", bump="minor", **extra)
+    return banking_release_manifest("0.3.0", "0.2.0", pr=21, **extra)
 
 
 def tgi_config() -> FtciConfig:

@@ -11,9 +11,10 @@ import pytest
 
 from ftci.config.schema import FtciConfig
 from ftci.contracts import DataReport, EvalResults
-from ftci.contracts.release import GateSummary, QuantizationInfo, ReleaseManifest
+from ftci.contracts.release import GateSummary, ReleaseManifest
 from ftci.release.card import hub_base_model, render_model_card
 from ftci.release.notes import render_release_notes
+from tests.helpers.release_manifests import banking_release_manifest
 from tests.helpers.report_repo import fixture_json, hostile_results
 
 
@@ -29,22 +30,7 @@ def config(**overrides: Any) -> FtciConfig:
 
 def manifest(version: str = "0.2.0", previous: str | None = "0.1.0",
              gate: GateSummary | None = None) -> ReleaseManifest:
-    return ReleaseManifest(
-        project="banking-intents", version=version, tag=f"banking-intents@v{version}",
-        release_key="a" * 32 + "." + "b" * 32, run_key="c" * 64, commit="d" * 40, pr=17,
-        created_at="2026-12-03T10:00:00+00:00", created_by="octocat", method="lora",
-        base_model={"ref": "starter:smollm2-135m-instruct", "digest": "e" * 64},
-        inputs={"data.test": "f" * 64, "config": "1" * 64},
-        versions={"ftci": "0.1.0", "quantizer": "llmcompressor 0.14.0.1"},
-        quantization=QuantizationInfo(
-            scheme="w8a8-int8", tool="llmcompressor 0.14.0.1", format="int-quantized",
-            calibration={"split": "train", "items": 64, "sha256": "9" * 64},
-            serve_flags={"vllm": [], "tgi": ["--quantize", "compressed-tensors"]}),
-        quantization_gate=gate or GateSummary(
-            metric="accuracy", engine="vllm 0.32.0 (cpu)", items=404, merged=0.938,
-            quantized=0.935, delta=-0.003, ci_low=-0.009, ci_high=0.004, margin=0.01,
-            alpha=0.05, passed=True),
-        previous=previous, bump="minor" if previous else "first")
+    return banking_release_manifest(version, previous, gate=gate)
 
 
 def results(shift: float = 0.0) -> EvalResults:
