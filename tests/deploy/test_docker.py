@@ -19,11 +19,11 @@ from ftci.deploy.launchers.base import ServerHandle
 from ftci.deploy.launchers.docker import DockerLauncher, container_args
 from ftci.deploy.spec import TGI_IMAGE, VLLM_IMAGE, ServeSpec, tgi_args, vllm_args
 from ftci.errors import InfraError
+from tests.helpers.serve_specs import MODEL_DIR, banking_serve_spec
 from tests.helpers.skips import skip_or_fail
 from tests.helpers.standin_tools import install_standin, recorded_calls
 from tests.helpers.vllm_server import missing_vllm, vllm_python
 
-MODEL_DIR = Path("/srv/ftci/releases/banking-intents/0.2.0/model")
 PORT = 8101
 NAME = "ftci-banking-intents-0-2-0-8101"
 
@@ -91,11 +91,7 @@ else:
 
 
 def spec(engine: str = "vllm", **fields: Any) -> ServeSpec:
-    return ServeSpec(engine=engine, project="banking-intents", version="0.2.0",  # type: ignore[arg-type]
-                     release_key="k", served_name="banking-intents", model_dir=MODEL_DIR,
-                     quantization="w8a8-int8",
-                     serve_flags=("--quantize", "compressed-tensors") if engine == "tgi" else (),
-                     max_model_len=512, max_input_tokens=384, **fields)
+    return banking_serve_spec(engine, **fields)
 
 
 @pytest.fixture

@@ -29,11 +29,11 @@ from ftci.deploy.launchers.docker import container_args
 from ftci.deploy.launchers.kubernetes import KubernetesLauncher
 from ftci.deploy.spec import TGI_IMAGE, VLLM_IMAGE, ServeSpec
 from ftci.errors import BadInputError, InfraError
+from tests.helpers.serve_specs import banking_serve_spec
 from tests.helpers.standin_tools import install_standin, recorded_calls
 from tests.helpers.vllm_server import free_port
 
 K8S_VERSIONS = ["1.31.0", kubernetes_validate.latest_version()]  # a recent range
-MODEL_DIR = Path("/srv/ftci/releases/banking-intents/0.2.0/model")
 SCOPE = ["--context", "prod-eu", "--namespace", "serving"]
 
 FAKE_KUBECTL = r'''
@@ -131,11 +131,7 @@ else:
 
 
 def spec(engine: str = "vllm", version: str = "0.2.0", **fields: Any) -> ServeSpec:
-    return ServeSpec(engine=engine, project="banking-intents", version=version,  # type: ignore[arg-type]
-                     release_key="k", served_name="banking-intents", model_dir=MODEL_DIR,
-                     quantization="w8a8-int8",
-                     serve_flags=("--quantize", "compressed-tensors") if engine == "tgi" else (),
-                     max_model_len=512, max_input_tokens=384, **fields)
+    return banking_serve_spec(engine, version, **fields)
 
 
 def settings(**fields: Any) -> KubernetesDeployConfig:
