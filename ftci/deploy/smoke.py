@@ -17,7 +17,9 @@ the release recorded:
   not a serving fault.
 - **Verdict.** Greedy answers are deterministic, so a working deployment reproduces nearly all
   of them: `agreement` (exact string equal; generations also after `.strip()`) must reach
-  `min_agreement`. And the gate metric, scored on the live answers, must not be significantly
+  `min_agreement`. The release's shipped chat template must be the one the recorded answers
+  were rendered with (by sha256, where the record has it): serve what you evaluated.
+  And the gate metric, scored on the live answers, must not be significantly
   worse than the recorded scores: the paired one-sided test of `ftci.evals.stats.compare`
   (non-inferiority, margin 0) at `eval.alpha`, the PR eval's own statistics.
 - **Retries.** The client retries connect errors, timeouts, 429 and 5xx with exponential
@@ -112,7 +114,9 @@ def run_smoke_eval(loaded: LoadedConfig, release_dir: Path, *, base_url: str, se
     p_value, metric_ok, metric_note = _not_worse(live_result, recorded_result, alpha,
                                                  config.eval.min_items)
     template = template_match(release_dir, results)
-    passed = agreement >= min_agreement and metric_ok
+    # serve what you evaluated: a shipped template other than the one the recorded answers
+    # were rendered with fails even where a model too weak to read its prompt still agrees
+    passed = agreement >= min_agreement and metric_ok and template != "differs"
     reasons: list[str] = []
     if agreement < min_agreement:
         reasons.append(f"{agreed}/{len(agrees)} live answers agree with the recorded ones "
@@ -121,7 +125,7 @@ def run_smoke_eval(loaded: LoadedConfig, release_dir: Path, *, base_url: str, se
         reasons.append(f"{gate.metric} {live_result.value:.3g} live is worse than "
                        f"{recorded_result.value:.3g} recorded (one-sided p="
                        f"{p_value or 0.0:.2g} < α={alpha:g})")
-    if not passed and template == "differs":
+    if template == "differs":
         reasons.append("the release model's chat template differs from the one its recorded "
                        "answers were produced with")
     if metric_note:  # informational: agreement still decides
