@@ -300,7 +300,7 @@ class _Rollout:
             outcome.checks["identity"] = {"names": identity.names, "root": identity.root,
                                           "problems": problems}
             if problems:
-                raise DeployRefused("identity", "; ".join(problems),
+                raise DeployRefused("identity", "; ".join(problems), checks=outcome.checks,
                                     hint="another server answers on that port, or the engine "
                                          "loaded another directory")
         if not self.deploy.smoke_eval:
@@ -366,6 +366,8 @@ class _Rollout:
         message = error.message if isinstance(error, FtciError) else \
             f"{type(error).__name__}: {error}"
         if isinstance(error, DeployRefused):
+            if error.checks:  # what the refusing check measured, for `ftci deploy status`
+                self.ledger.update_checks(row, _checks(error.checks))
             self.ledger.mark_refused(row, step, message)
         elif isinstance(error, FtciError):
             self.ledger.mark_failed(row, step, message)
@@ -436,7 +438,8 @@ def _checks(checks: dict[str, Any]) -> dict[str, Any]:
     smoke = kept.get("smoke")
     if isinstance(smoke, dict):
         kept["smoke"] = {k: smoke.get(k) for k in ("items", "agreed", "agreement", "metric",
-                                                     "live", "recorded", "p_value", "passed")}
+                                                     "live", "recorded", "p_value", "passed",
+                                                     "template")}
     return kept
 
 
