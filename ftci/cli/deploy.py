@@ -14,8 +14,9 @@ from ftci.cli.base import config_options, config_path_option, emit_json, wants_j
 if TYPE_CHECKING:
     from ftci.deploy.rollout import DeployOutcome
 
-EXIT_HELP = ("Exit 0 serving (or already), 1 a check refused the release (what served "
-             "before keeps serving), 2 bad input, 3 infrastructure.")
+EXIT_HELP = ("Exit 0 serving (or already), 1 the new release was refused or broke before it "
+             "took traffic (what served before keeps serving), 2 bad input, 3 infrastructure "
+             "before any server started.")
 
 
 @click.group("deploy", invoke_without_command=True, epilog=EXIT_HELP)

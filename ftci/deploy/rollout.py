@@ -4,8 +4,9 @@
     -> aliases -> drain blue -> stop blue
 
 - **Green starts beside blue** on a free loopback port; blue keeps serving until the router
-  points at green. Any failure before the switch stops green and leaves blue untouched (exit 1
-  for a refused check, 3 for infrastructure); a failed post-switch check switches back.
+  points at green. Any failure of green before the switch stops it and leaves blue untouched:
+  exit 1 with the step and the reason (the ledger tells a refused check from a broken
+  server: `refused` vs `failed`); a failed post-switch check switches back, exit 1.
 - **Every check reads the release**, never the host: the files are fetched from the registry
   and re-hashed, the server must serve exactly that directory under the stable served name
   (identity), and its greedy answers must agree with the release's recorded per-item results
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftci.errors import BadInputError, FtciError, GateFailed, InfraError
+from ftci.errors import BadInputError, FtciError, GateFailed, InfraError, Interrupted
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
@@ -50,6 +51,15 @@ class DeployRefused(GateFailed):
         super().__init__(f"deploy refused at {step}: {message}", hint=hint)
         self.step = step
         self.checks = checks or {}
+
+
+class DeployFailed(GateFailed):
+    """Green broke before it took traffic (it did not start, answer or switch): exit 1 like a
+    refusal, since what served before still serves; the ledger records it as `failed`."""
+
+    def __init__(self, step: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"deploy failed at {step}: {message}", hint=hint)
+        self.step = step
 
 
 @dataclass
@@ -134,7 +144,6 @@ class _Rollout:
 
     # ---- the steps ---------------------------------------------------------------------------
     def run(self, release: str, *, dry_run: bool, reason: str) -> DeployOutcome:
-
         environment = self.deploy.environment
         endpoint = self.endpoint()
         with self.step("resolve"):
@@ -160,6 +169,8 @@ class _Rollout:
         from ftci.deploy.spec import build_spec
 
         environment, endpoint = self.deploy.environment, outcome.endpoint
+        if self.launcher.name != "kubernetes":
+            self.router().nginx_binary()  # no router: say so before an engine starts
         self.reconcile()
         blue = self.ledger.serving(environment)
         before = outcome.previous = blue.version if blue is not None else None
@@ -190,7 +201,15 @@ class _Rollout:
                 self.switch(spec, green, blue)
         except BaseException as error:
             self.refuse(row, green, error)
-            raise
+            if not isinstance(error, FtciError) or isinstance(error, Interrupted):
+                raise
+            kept = (f"v{before} keeps serving" if before else "nothing was serving") + \
+                f" {environment}"
+            hint = f"{error.hint}; {kept}" if error.hint else kept
+            if isinstance(error, DeployRefused):
+                error.hint = hint
+                raise
+            raise DeployFailed(_last(self.steps), error.message, hint=hint) from error
         self.ledger.mark_serving(row, replaces=blue.id if blue is not None else None,
                                  checks=_checks(outcome.checks))
         outcome.deployed = True

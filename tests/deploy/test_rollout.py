@@ -99,8 +99,10 @@ def test_an_engine_that_dies_fails_the_deploy_and_is_recorded(project: dict[str,
                                                               tmp_path: Path) -> None:
     env = {**project["env"], "FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "exit"))}
     result = ftci(project["root"], "deploy", env=env)
-    assert result.returncode == 3, result.stdout + result.stderr
-    assert "did not become healthy" in result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "deploy failed at health" in result.stderr and "did not become healthy" in \
+        result.stderr
+    assert "nothing was serving production" in result.stderr
     assert "cannot load the model" in result.stderr  # the engine's log tail
     with DeploymentLedger(project["ledger"]) as ledger:
         [row] = ledger.history("production")
@@ -259,3 +261,15 @@ def test_a_dry_run_renders_docker_and_kubernetes(project: dict[str, Any], launch
     for text in expected:
         assert text in result.stdout, (text, result.stdout)
     assert not project["ledger"].exists()
+
+
+def test_no_router_is_said_before_an_engine_starts(project: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    env = {**project["env"], "FTCI_VLLM_PYTHON": str(write_standin(tmp_path, "ok")),
+           "FTCI_NGINX": str(tmp_path / "no-nginx")}
+    result = ftci(project["root"], "deploy", env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "nginx not found" in result.stderr and "make nginx" in result.stderr
+    if project["ledger"].exists():
+        with DeploymentLedger(project["ledger"]) as ledger:
+            assert ledger.history("production") == []
