@@ -173,6 +173,11 @@ def test_the_job_finds_its_own_ftci_commit_beside_the_release_one(api: ActionsAP
     code, values, log = own_commit(api, tmp_path, [
         _ref("ftci-dev/ftci/.github/workflows/ftci-deploy.yml")])
     assert code == 0 and values["release-args"] == "", log
+    code, values, log = own_commit(api, tmp_path, [
+        _ref("ftci-dev/ftci/.github/workflows/ftci-deploy.yml")], FTCI_RELEASE="0.3.0",
+        FTCI_ENVIRONMENT="staging")  # the GitHub environment names ftci's deployment too
+    assert code == 0, log
+    assert values["release-args"] == "--release 0.3.0 --set deploy.environment=staging"
 
 
 @pytest.mark.parametrize(("referenced", "env", "message"), [
@@ -183,6 +188,8 @@ def test_the_job_finds_its_own_ftci_commit_beside_the_release_one(api: ActionsAP
      "release must be a version"),
     ([_ref("a/b/.github/workflows/ftci-deploy.yml")], {"FTCI_RELEASE": "1.0\nsha=evil"},
      "release must be a version"),
+    ([_ref("a/b/.github/workflows/ftci-deploy.yml")],
+     {"FTCI_ENVIRONMENT": "prod --set deploy.listen=0.0.0.0:80"}, "environment must be"),
     ([_ref("a/b/.github/workflows/ftci-deploy.yml")], {"FTCI_VERSION": "git+https://x/y"},
      "ftci-version must be empty"),
     ([_ref("a/b/.github/workflows/ftci-deploy.yml")], {"GITHUB_TOKEN": "wrong"},
