@@ -273,3 +273,43 @@ def test_no_router_is_said_before_an_engine_starts(project: dict[str, Any],
     if project["ledger"].exists():
         with DeploymentLedger(project["ledger"]) as ledger:
             assert ledger.history("production") == []
+
+
+def test_the_kubernetes_rollout_checks_through_a_port_forward_and_moves_the_service(
+        project: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`launcher: kubernetes` through the CLI, against the kubectl stand-in of
+    test_kubernetes.py (a fake at the command boundary: no cluster runs here; its port-forward
+    serves /health and /v1/models from the rendered pod's args). The checks reach green
+    through the port-forward, the switch re-applies the Service, no nginx is started, and the
+    next deploy deletes the old Deployment."""
+    import yaml
+
+    from tests.deploy.test_kubernetes import FAKE_KUBECTL
+    from tests.helpers.standin_tools import install_standin, recorded_calls
+
+    log = install_standin("kubectl", FAKE_KUBECTL, tmp_path, monkeypatch)
+    registry = LocalRegistry(project["registry"])
+    folder = registry.fetch("0.1.0", tmp_path / "v011")
+    data = json.loads((folder / layout.MANIFEST).read_text())
+    data.update(version="0.1.1", tag="demo@v0.1.1", release_key=data["release_key"][:-4] + "f00d")
+    (folder / layout.MANIFEST).write_text(json.dumps(data))
+    registry.publish(folder, by="test")
+    registry.close()
+    sets = ("--set", "deploy.launcher=kubernetes", "--set", "deploy.smoke_eval=false",
+            "--set", "deploy.kubernetes.model_uri=pvc://models/demo")
+    for version in ("0.1.0", "0.1.1"):
+        result = ftci(project["root"], "--json", "deploy", *sets, "--release", version,
+                      env=project["env"])
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert _json(result)["deployed"] is True
+    verbs = [call["argv"][call["argv"].index("--namespace") + 2] for call in
+             recorded_calls(log)]
+    assert verbs.count("port-forward") == 2 and "delete" in verbs
+    services = [doc for call in recorded_calls(log) if call.get("stdin")
+                for doc in yaml.safe_load_all(call["stdin"]) if doc["kind"] == "Service"]
+    assert [s["spec"]["selector"]["ftci.dev/version"] for s in services] == ["0.1.0", "0.1.1"]
+    [delete] = [call["argv"] for call in recorded_calls(log) if "delete" in call["argv"]]
+    assert "deployment/demo-0-1-0" in delete
+    assert not (project["home"] / "deployments" / "demo" / "production" / "router").exists()
+    with DeploymentLedger(project["ledger"]) as ledger:
+        assert ledger.serving("production").version == "0.1.1"  # type: ignore[union-attr]
