@@ -284,7 +284,7 @@ def test_the_kubernetes_rollout_checks_through_a_port_forward_and_moves_the_serv
     next deploy deletes the old Deployment."""
     import yaml
 
-    from tests.deploy.test_kubernetes import FAKE_KUBECTL
+    from tests.helpers.kubectl_standin import FAKE_KUBECTL
     from tests.helpers.standin_tools import install_standin, recorded_calls
 
     log = install_standin("kubectl", FAKE_KUBECTL, tmp_path, monkeypatch)
