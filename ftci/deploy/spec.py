@@ -32,7 +32,7 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
 TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.6"
 # vLLM on a machine without an accelerator, as the quantization gate ran it
 # (ftci/evals/backends/vllm_worker.py CPU_ENGINE): the smoke eval compares with those outputs.
-CPU_FLAGS = ("--dtype", "bfloat16", "--enforce-eager")
+CPU_FLAGS: tuple[tuple[str, ...], ...] = (("--dtype", "bfloat16"), ("--enforce-eager",))
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class ServeSpec:
     cpu: bool = False  # no accelerator here: vLLM's CPU settings
     hub_repo: str | None = None  # hf registry: where the release lives (TGI --model-id)
     hub_revision: str | None = None  # ... and its commit (TGI --revision)
+    template_file: bool = True  # chat_template.jinja ships (else only tokenizer_config's)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -114,7 +115,8 @@ def build_spec(manifest: ReleaseManifest, release_dir: Path, config: FtciConfig,
         quantization=scheme, serve_flags=tuple(flags), max_model_len=max_model_len,
         max_input_tokens=min(config.train.max_seq_len, max_model_len - 1),
         engine_args=tuple(config.deploy.engine_args), cpu=cpu,
-        hub_repo=hub.get("hub_repo"), hub_revision=hub.get("hub_revision"))
+        hub_repo=hub.get("hub_repo"), hub_revision=hub.get("hub_revision"),
+        template_file=(model_dir / "chat_template.jinja").is_file())
 
 
 def vllm_args(spec: ServeSpec, *, host: str, port: int, model: str | None = None) -> list[str]:
@@ -124,11 +126,14 @@ def vllm_args(spec: ServeSpec, *, host: str, port: int, model: str | None = None
     args = ["--model", where, "--served-model-name", spec.served_name,
             "--host", host, "--port", str(port),
             "--max-model-len", str(spec.max_model_len),
-            "--generation-config", where,
-            "--chat-template", f"{where.rstrip('/')}/chat_template.jinja",
-            *spec.serve_flags]
-    if spec.cpu:
-        args += [flag for flag in CPU_FLAGS if flag not in spec.engine_args]
+            "--generation-config", where]
+    if spec.template_file:  # else vLLM reads tokenizer_config.json's template by itself
+        args += ["--chat-template", f"{where.rstrip('/')}/chat_template.jinja"]
+    args += list(spec.serve_flags)
+    if spec.cpu:  # each unless deploy.engine_args sets that flag itself
+        for flag in CPU_FLAGS:
+            if flag[0] not in spec.engine_args:
+                args += flag
     return args + list(spec.engine_args)
 
 

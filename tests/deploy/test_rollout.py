@@ -313,3 +313,21 @@ def test_the_kubernetes_rollout_checks_through_a_port_forward_and_moves_the_serv
     assert not (project["home"] / "deployments" / "demo" / "production" / "router").exists()
     with DeploymentLedger(project["ledger"]) as ledger:
         assert ledger.serving("production").version == "0.1.1"  # type: ignore[union-attr]
+
+
+def test_the_vllm_flags_name_the_shipped_template_only_when_the_file_ships(tmp_path: Path
+                                                                         ) -> None:
+    from ftci.deploy.spec import ServeSpec, vllm_args
+
+    spec = ServeSpec(engine="vllm", project="demo", version="0.1.0", release_key="k",
+                     served_name="demo", model_dir=tmp_path, quantization="w8a8-int8",
+                     serve_flags=(), max_model_len=512, max_input_tokens=256, cpu=True,
+                     engine_args=("--dtype", "float32"))
+    args = vllm_args(spec, host="127.0.0.1", port=8001)
+    assert args[args.index("--chat-template") + 1] == f"{tmp_path}/chat_template.jinja"
+    assert args.count("--dtype") == 1 and args[args.index("--dtype") + 1] == "float32"
+    assert "bfloat16" not in args
+    assert "--enforce-eager" in args  # the CPU settings the quantization gate ran with
+    inline_only = vllm_args(ServeSpec(**{**spec.__dict__, "template_file": False}),
+                            host="127.0.0.1", port=8001)
+    assert "--chat-template" not in inline_only
