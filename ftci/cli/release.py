@@ -230,13 +230,13 @@ def promote_command(ctx: click.Context, config_path: Path | None, overrides: tup
                     version: str, alias: str) -> None:
     """Point ALIAS at VERSION; promoting to production moves the old production to previous."""
     _config(ctx, config_path, overrides)
-    from ftci.release.flow import _user
+    from ftci.release.flow import actor
 
     version = _version(version)
     with _registry(ctx) as registry:
         _known(registry, version)
         before = registry.resolve(alias)
-        by = _actor() or _user()
+        by = actor()
         if before == version:
             message = f"{alias} already points at v{version}"
         else:
@@ -256,7 +256,7 @@ def rollback_command(ctx: click.Context, config_path: Path | None,
     """Point production back at previous (and previous at the one before, from history)."""
     _config(ctx, config_path, overrides)
     from ftci.errors import BadInputError
-    from ftci.release.flow import _user
+    from ftci.release.flow import actor
 
     with _registry(ctx) as registry:
         current, target = registry.resolve("production"), registry.resolve("previous")
@@ -264,7 +264,7 @@ def rollback_command(ctx: click.Context, config_path: Path | None,
             raise BadInputError("nothing to roll back to: the previous alias is not set",
                                 hint="`ftci release promote VERSION` sets production "
                                      "(and moves the old one to previous)")
-        by = _actor() or _user()
+        by = actor()
         earlier = _before(registry, target)
         registry.set_alias("production", target, by=by, reason=f"rollback from v{current}")
         registry.set_alias("previous", earlier, by=by, reason=f"rollback from v{current}")
@@ -283,12 +283,6 @@ def _done(ctx: click.Context, message: str, **fields: Any) -> None:
         emit_json({"ok": True, **fields})
     else:
         click.echo(message)
-
-
-def _actor() -> str | None:
-    import os
-
-    return os.environ.get("GITHUB_ACTOR")
 
 
 def _gate_line(gate: dict[str, Any]) -> str:

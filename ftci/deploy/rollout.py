@@ -90,9 +90,11 @@ def run_deploy(loaded: LoadedConfig, *, release: str = "candidate", dry_run: boo
     from ftci.release.registry import open_registry
 
     config = loaded.config
+    from ftci.release.flow import actor
+
     registry = open_registry(config.release, project=config.project.name, root=loaded.root)
     try:
-        return _Rollout(loaded, registry, by=by or _actor(), on_step=on_step).run(
+        return _Rollout(loaded, registry, by=by or actor(), on_step=on_step).run(
             release, dry_run=dry_run, reason=reason)
     finally:
         registry.close()
@@ -480,9 +482,3 @@ def _free_port(avoid: set[Any] | None = None) -> int:
 def _last(steps: dict[str, float]) -> str:
     return next(reversed(steps), "start") if steps else "start"
 
-
-def _actor() -> str:
-    import getpass
-    import os
-
-    return os.environ.get("GITHUB_ACTOR") or getpass.getuser()

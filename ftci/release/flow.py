@@ -85,7 +85,7 @@ class Release:
     dry_run: bool = False
     push: bool = True
     pr: int | None = None
-    by: str = field(default_factory=lambda: os.environ.get("GITHUB_ACTOR") or _user())
+    by: str = field(default_factory=lambda: actor())
     on_step: Callable[[str, float], None] | None = None
     steps: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -748,7 +748,11 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside peft
 
 
-def _user() -> str:
+def actor() -> str:
+    """Who runs this: the GitHub actor in a workflow, else the local user ("unknown" where the
+    user has no passwd entry, as in some containers)."""
+    if os.environ.get("GITHUB_ACTOR"):
+        return os.environ["GITHUB_ACTOR"]
     try:
         return getpass.getuser()
     except (KeyError, OSError):
