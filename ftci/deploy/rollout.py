@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftci.errors import BadInputError, FtciError, GateFailed, InfraError, Interrupted
+from ftci.release.registry.base import ALIASES
 
 if TYPE_CHECKING:
     from ftci.config.loader import LoadedConfig
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from ftci.deploy.spec import ServeSpec
     from ftci.release.registry.base import Registry
 
-ALIASES = ("production", "previous", "candidate")
 
 
 class DeployRefused(GateFailed):
@@ -153,13 +153,11 @@ class _Rollout:
             record = self.registry.get(version)
             if record is None:
                 raise BadInputError(f"v{version} is not in the registry")
-        before = None
-        if self.ledger_path.is_file():
-            serving = self.ledger.serving(environment)
-            before = serving.version if serving is not None else None
-        outcome = DeployOutcome(environment, version, before, deployed=False,
+        outcome = DeployOutcome(environment, version, None, deployed=False,
                                 dry_run=dry_run, endpoint=endpoint, steps=self.steps)
-        if dry_run:
+        if dry_run:  # what serves now, read without creating a ledger
+            serving = self.ledger.serving(environment) if self.ledger_path.is_file() else None
+            outcome.previous = serving.version if serving is not None else None
             outcome.command, outcome.manifests = self.dry_command(version, record.release_key)
             outcome.notes.append("dry run: nothing started, fetched or switched")
             return outcome
